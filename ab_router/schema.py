@@ -1,0 +1,118 @@
+"""The feature schema, defined once.
+
+`prepare` builds frames with exactly these columns, both trainers fit on them, both model signatures are
+inferred from them, and the served router assembles them from its bundled lookup tables. Anything that needs
+a column name or dtype imports it from here, so a renamed feature cannot silently drift between stages.
+
+Categorical features are stored as non-negative integer codes (``-1`` = unknown): LightGBM handles integer
+categoricals natively, scikit-learn one-hot encodes them, and MLflow signatures stay plain ``long``/``double``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+USER_ID = "user_id"
+ITEM_ID = "item_id"
+RATING = "rating"
+TIMESTAMP = "timestamp"
+LABEL = "label"
+ID_COLUMNS: tuple[str, ...] = (USER_ID, ITEM_ID)
+
+# The 19 genres of ML-100K's u.genre, in file order. ML-1M uses the same names minus "unknown".
+GENRES: tuple[str, ...] = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
+
+
+def genre_column(genre: str) -> str:
+    """Column name of a genre flag; slugged so it is a safe identifier in every tool (LightGBM, JSON)."""
+    slug = genre.lower().replace("'", "").replace("-", "_").replace(" ", "_")
+    return f"genre_{slug}"
+
+
+GENRE_COLUMNS: tuple[str, ...] = tuple(genre_column(g) for g in GENRES)
+
+Dtype = Literal["long", "double"]
+Source = Literal["user", "item", "pair"]
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One model input column: where it is looked up and how it is typed."""
+
+    name: str
+    dtype: Dtype
+    source: Source
+    categorical: bool = False
+    description: str = ""
+
+
+FEATURES: tuple[Feature, ...] = (
+    # user profile
+    Feature("age", "double", "user", description="age in years (ML-1M: lower bound of the age band)"),
+    Feature("gender", "long", "user", categorical=True, description="code of M/F"),
+    Feature("occupation", "long", "user", categorical=True, description="code of the occupation"),
+    Feature("zip_prefix", "long", "user", categorical=True, description="code of the zip's 1st char"),
+    # item profile
+    Feature("release_year", "double", "item", description="release year, NaN when unknown"),
+    *(Feature(c, "long", "item", description="genre flag") for c in GENRE_COLUMNS),
+    # history, from the training split only (out-of-fold for training rows)
+    Feature("user_count", "double", "user", description="log1p of the user's training ratings"),
+    Feature("user_pos_rate", "double", "user", description="smoothed share of positives"),
+    Feature("user_mean_rating", "double", "user", description="smoothed mean rating"),
+    Feature("item_count", "double", "item", description="log1p of the item's training ratings"),
+    Feature("item_pos_rate", "double", "item", description="smoothed share of positives"),
+    Feature("item_mean_rating", "double", "item", description="smoothed mean rating"),
+    Feature("user_genre_affinity", "double", "pair", description="user's genre taste · item genres"),
+)
+
+FEATURE_COLUMNS: tuple[str, ...] = tuple(f.name for f in FEATURES)
+CATEGORICAL_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.categorical)
+NUMERIC_FEATURES: tuple[str, ...] = tuple(
+    f.name for f in FEATURES if not f.categorical and f.name not in GENRE_COLUMNS
+)
+USER_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.source == "user")
+ITEM_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.source == "item")
+PAIR_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.source == "pair")
+
+_NUMPY_DTYPES: dict[str, type] = {"long": np.int64, "double": np.float64}
+
+
+def feature_dtypes() -> dict[str, type]:
+    """numpy dtype of every feature column, in schema order."""
+    return {f.name: _NUMPY_DTYPES[f.dtype] for f in FEATURES}
+
+
+def to_feature_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Select the feature columns in schema order with their exact dtypes.
+
+    MLflow's in-process schema enforcement rejects an int64 column where the signature says double, so every
+    caller passes its frame through here before it reaches a model.
+    """
+    missing = [c for c in FEATURE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"feature frame is missing columns {missing}; expected {list(FEATURE_COLUMNS)}")
+    return frame.loc[:, list(FEATURE_COLUMNS)].astype(feature_dtypes())

@@ -1,0 +1,167 @@
+"""How steps hand each other their inputs: by run id, never by loose file path.
+
+A step that consumes another step's output takes that run's id as a parameter. Run on its own without one, it
+looks for the latest FINISHED run of the producing step with the same identifying parameters, compared as MLflow
+stores them (strings), and otherwise says which command would make one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from steps.config import (
+    FEATURE_DEFAULTS_FILE,
+    FEATURE_TABLES_DIR,
+    ITEM_FEATURES_FILE,
+    ITEMS_FILE,
+    PROCESSED_DIR,
+    SPLITS,
+    STEP_TAG,
+    USER_FEATURES_FILE,
+    USERS_FILE,
+)
+
+log = logging.getLogger(__name__)
+
+
+class LineageError(RuntimeError):
+    """An upstream run that a step needs does not exist or is not usable."""
+
+
+def _quote(value: str) -> str:
+    return "'" + str(value).replace("'", "\\'") + "'"
+
+
+def find_latest_finished_run(
+    step: str, params: Mapping[str, Any], *, experiment_ids: list[str] | None = None
+) -> Run | None:
+    """Latest FINISHED run of ``step`` whose params equal ``params``, compared as strings as MLflow stores them."""
+    if experiment_ids is None:
+        experiment_ids = [_current_experiment_id()]
+    clauses = [f"tags.{STEP_TAG} = {_quote(step)}", "attributes.status = 'FINISHED'"]
+    clauses += [f"params.{key} = {_quote(str(value))}" for key, value in params.items()]
+    runs = MlflowClient().search_runs(
+        experiment_ids,
+        filter_string=" and ".join(clauses),
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def _current_experiment_id() -> str:
+    active = mlflow.active_run()
+    if active is not None:
+        return active.info.experiment_id
+    return mlflow.tracking.fluent._get_experiment_id()
+
+
+def resolve_upstream_run(step: str, run_id: str, params: Mapping[str, Any], *, how_to_make: str) -> str:
+    """Return ``run_id`` after checking it, or find the latest matching FINISHED run of ``step``."""
+    client = MlflowClient()
+    if run_id:
+        try:
+            run = client.get_run(run_id)
+        except mlflow.exceptions.MlflowException as exc:
+            raise LineageError(f"{step} run {run_id!r} does not exist in this tracking store") from exc
+        if run.info.status != "FINISHED":
+            raise LineageError(f"{step} run {run_id} is {run.info.status}, not FINISHED")
+        if run.data.tags.get(STEP_TAG) != step:
+            raise LineageError(
+                f"run {run_id} is a {run.data.tags.get(STEP_TAG, 'non-pipeline')!r} run, not a {step!r} run"
+            )
+        return run_id
+    run = find_latest_finished_run(step, params)
+    if run is None:
+        shown = " ".join(f"-P {k}={v}" for k, v in params.items())
+        raise LineageError(
+            f"no FINISHED {step} run with {dict(params)} in this experiment; make one with: {how_to_make} {shown}"
+        )
+    log.info("using %s run %s (latest FINISHED with %s)", step, run.info.run_id, dict(params))
+    return run.info.run_id
+
+
+@contextmanager
+def step_run(step: str) -> Iterator[mlflow.ActiveRun]:
+    """Open the step's run (the one `mlflow run` created, via MLFLOW_RUN_ID) and tag it with the step name."""
+    with mlflow.start_run() as run:
+        mlflow.set_tag(STEP_TAG, step)
+        yield run
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Everything a `prepare` run produced, read back from its artifacts."""
+
+    run_id: str
+    params: dict[str, str]
+    splits: dict[str, pd.DataFrame]
+    users: pd.DataFrame
+    items: pd.DataFrame
+    user_features: pd.DataFrame
+    item_features: pd.DataFrame
+    feature_defaults: dict[str, Any] = field(default_factory=dict)
+    feature_tables_dir: Path | None = None
+
+    @property
+    def train(self) -> pd.DataFrame:
+        """Training split (history features out-of-fold)."""
+        return self.splits["train"]
+
+    @property
+    def val(self) -> pd.DataFrame:
+        """Validation split (early stopping, calibration checks)."""
+        return self.splits["val"]
+
+    @property
+    def test(self) -> pd.DataFrame:
+        """Held-out test split; the A/B comparison uses only this."""
+        return self.splits["test"]
+
+
+def load_prepared(run_id: str, *, dst_dir: str | Path | None = None) -> PreparedData:
+    """Download a prepare run's processed tables and feature tables and read them."""
+    run = MlflowClient().get_run(run_id)
+    root = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="", dst_path=str(dst_dir) if dst_dir else None
+        )
+    )
+    processed = root / PROCESSED_DIR
+    tables = root / FEATURE_TABLES_DIR
+    missing = [
+        str(p)
+        for p in [
+            *(processed / f"{s}.parquet" for s in SPLITS),
+            processed / USERS_FILE,
+            processed / ITEMS_FILE,
+            tables / USER_FEATURES_FILE,
+            tables / ITEM_FEATURES_FILE,
+            tables / FEATURE_DEFAULTS_FILE,
+        ]
+        if not p.exists()
+    ]
+    if missing:
+        raise LineageError(f"prepare run {run_id} lacks artifacts {missing}; rerun prepare")
+    return PreparedData(
+        run_id=run_id,
+        params=dict(run.data.params),
+        splits={s: pd.read_parquet(processed / f"{s}.parquet") for s in SPLITS},
+        users=pd.read_parquet(processed / USERS_FILE),
+        items=pd.read_parquet(processed / ITEMS_FILE),
+        user_features=pd.read_parquet(tables / USER_FEATURES_FILE),
+        item_features=pd.read_parquet(tables / ITEM_FEATURES_FILE),
+        feature_defaults=json.loads((tables / FEATURE_DEFAULTS_FILE).read_text()),
+        feature_tables_dir=tables,
+    )
