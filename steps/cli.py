@@ -85,3 +85,19 @@ def configure_logging(level: int = logging.INFO) -> None:
     # MLflow and its HTTP stack are chatty at INFO; the step's own messages are what a user wants to see.
     for noisy in ("urllib3", "alembic", "mlflow.store.db.utils", "mlflow.tracking._tracking_service"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def inherit_defaults(namespace: argparse.Namespace, owner: str, names: Sequence[str]) -> argparse.Namespace:
+    """Fill parameters left empty ("") with the owning entry point's default.
+
+    A parameter that several entry points accept (``dataset`` in prepare and in the trainers, ``model_name`` in
+    register and router, ...) has its default written once, in the entry point that owns it; the others declare
+    it with default "" and resolve it here.
+    """
+    owner_defaults = parameter_defaults(owner)
+    owner_params = entry_point_parameters(owner)
+    for name in names:
+        if getattr(namespace, name) in ("", None):
+            kind = owner_params[name].get("type", "string")
+            setattr(namespace, name, _cast(kind, name)(owner_defaults[name]))
+    return namespace
