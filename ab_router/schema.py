@@ -98,6 +98,10 @@ USER_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.source == "
 ITEM_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.source == "item")
 PAIR_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.source == "pair")
 
+# Lookup-table columns that are not model inputs: the user's side of pair features. A pair feature is computed
+# from a user vector and an item vector, because the served router only knows user_id and item_id.
+TASTE_COLUMNS: tuple[str, ...] = tuple(f"taste_{c}" for c in GENRE_COLUMNS)  # smoothed positive rate per genre
+
 _NUMPY_DTYPES: dict[str, type] = {"long": np.int64, "double": np.float64}
 
 

@@ -13,7 +13,7 @@ import pytest
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.fixtures_features"]
 
 
 def _point_mlflow_at(root: Path, experiment: str) -> str:

@@ -1,0 +1,294 @@
+"""Feature engineering for every stage: profile codes plus history statistics learnt from the training split.
+
+Inputs: the normalised split frames (interaction columns + label), the users table and the items table.
+Outputs (:class:`FeatureTables`): each split with FEATURE_COLUMNS appended, the per-user and per-item lookup tables
+the served router reads, and JSON-serialisable defaults for ids the tables do not know.
+
+Leakage rules: history statistics come from the training split only. A training row's history features are
+out-of-fold (K seeded folds: a row's features are computed from the other folds), so no row sees its own label;
+val/test rows and the lookup tables use the statistics of the whole training split. All rows are assembled by
+:func:`ab_router.features.assemble_features`, the function the router serves with.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import KFold
+
+from ab_router.features import assemble_features
+from ab_router.schema import (
+    FEATURE_COLUMNS,
+    GENRE_COLUMNS,
+    ITEM_ID,
+    LABEL,
+    RATING,
+    TASTE_COLUMNS,
+    USER_ID,
+)
+
+log = logging.getLogger(__name__)
+
+GENDER_CODES: dict[str, int] = {"M": 0, "F": 1}
+UNKNOWN_CODE = -1
+# zip_prefix: the first digit 0-9, or this code for a zip that starts with a letter (Canadian, foreign).
+NON_DIGIT_ZIP_CODE = 10
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How history statistics are smoothed and folded; the defaults are what `prepare` uses."""
+
+    n_folds: int = 5
+    prior_strength: float = 10.0  # pseudo-ratings at the global prior in smoothed user/item rates and means
+    genre_prior_strength: float = 5.0  # pseudo-ratings at the user's own rate in each genre's taste
+
+    def __post_init__(self) -> None:
+        if self.n_folds < 2:
+            raise ValueError(f"n_folds must be >= 2 so training rows get out-of-fold features, got {self.n_folds}")
+        if self.prior_strength <= 0 or self.genre_prior_strength <= 0:
+            raise ValueError(
+                "prior strengths must be > 0, got "
+                f"prior_strength={self.prior_strength}, genre_prior_strength={self.genre_prior_strength}"
+            )
+
+
+@dataclass(frozen=True)
+class FeatureTables:
+    """What :func:`build_features` returns; `prepare` logs the tables and defaults as artifacts."""
+
+    splits: dict[str, pd.DataFrame]  # each input frame + FEATURE_COLUMNS
+    user_features: pd.DataFrame  # user_id + user columns (features and vectors for pair features)
+    item_features: pd.DataFrame  # item_id + item columns
+    defaults: dict[str, dict[str, Any]]  # {"user": {column: value}, "item": {...}}; null = NaN
+
+
+def encode_users(users: pd.DataFrame) -> pd.DataFrame:
+    """user_id and the profile features as numbers: age, and integer codes of gender, occupation, zip prefix."""
+    occupations = sorted(users["occupation"].dropna().astype(str).unique())
+    zip_first = users["zip_code"].astype(str).str[:1]
+    zip_prefix = np.where(
+        zip_first.str.isdigit(), pd.to_numeric(zip_first, errors="coerce"), NON_DIGIT_ZIP_CODE
+    ).astype(np.float64)
+    zip_prefix[(zip_first == "").to_numpy() | users["zip_code"].isna().to_numpy()] = UNKNOWN_CODE
+    return pd.DataFrame(
+        {
+            USER_ID: users[USER_ID].to_numpy(dtype=np.int64),
+            "age": users["age"].to_numpy(dtype=np.float64),
+            "gender": users["gender"].map(GENDER_CODES).fillna(UNKNOWN_CODE).to_numpy(dtype=np.int64),
+            "occupation": users["occupation"]
+            .map({name: code for code, name in enumerate(occupations)})
+            .fillna(UNKNOWN_CODE)
+            .to_numpy(dtype=np.int64),
+            "zip_prefix": zip_prefix.astype(np.int64),
+        }
+    )
+
+
+def encode_items(items: pd.DataFrame) -> pd.DataFrame:
+    """item_id, release year and genre flags."""
+    frame = items[[ITEM_ID, "release_year", *GENRE_COLUMNS]].copy()
+    frame[ITEM_ID] = frame[ITEM_ID].astype(np.int64)
+    frame["release_year"] = frame["release_year"].astype(np.float64)
+    frame[list(GENRE_COLUMNS)] = frame[list(GENRE_COLUMNS)].astype(np.int64)
+    return frame.reset_index(drop=True)
+
+
+def _smoothed(total: pd.Series, count: pd.Series, prior: float, strength: float) -> pd.Series:
+    """Bayesian average: ``strength`` pseudo-observations at ``prior`` shrink small samples towards it."""
+    return (total + strength * prior) / (count + strength)
+
+
+def _side_statistics(
+    history: pd.DataFrame,
+    key: str,
+    prefix: str,
+    *,
+    positive_prior: float,
+    rating_prior: float,
+    config: FeatureConfig,
+) -> pd.DataFrame:
+    """Count, smoothed positive rate and smoothed mean rating per ``key`` (user_id or item_id)."""
+    grouped = history.groupby(key)
+    count = grouped.size()
+    return pd.DataFrame(
+        {
+            f"{prefix}_count": count,
+            f"{prefix}_pos_rate": _smoothed(grouped[LABEL].sum(), count, positive_prior, config.prior_strength),
+            f"{prefix}_mean_rating": _smoothed(grouped[RATING].sum(), count, rating_prior, config.prior_strength),
+        }
+    )
+
+
+def _user_taste(
+    history: pd.DataFrame, item_profiles: pd.DataFrame, user_pos_rate: pd.Series, config: FeatureConfig
+) -> pd.DataFrame:
+    """Per user and genre: positive rate among the user's rated items of that genre, shrunk to the user's rate."""
+    genres = (
+        item_profiles.set_index(ITEM_ID)[list(GENRE_COLUMNS)]
+        .reindex(history[ITEM_ID].to_numpy())
+        .fillna(0)
+        .to_numpy(dtype=np.float64)
+    )
+    labels = history[LABEL].to_numpy(dtype=np.float64)[:, None]
+    users = history[USER_ID].to_numpy()
+    rated = pd.DataFrame(genres, columns=TASTE_COLUMNS).groupby(users).sum()
+    liked = pd.DataFrame(genres * labels, columns=TASTE_COLUMNS).groupby(users).sum()
+    prior = user_pos_rate.reindex(rated.index).to_numpy()[:, None]
+    strength = config.genre_prior_strength
+    return (liked + strength * prior) / (rated + strength)
+
+
+def history_tables(
+    history: pd.DataFrame,
+    user_profiles: pd.DataFrame,
+    item_profiles: pd.DataFrame,
+    *,
+    config: FeatureConfig,
+    count_scale: float = 1.0,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
+    """User and item lookup tables (profiles + statistics of ``history``) and defaults for unknown ids.
+
+    ``count_scale`` rescales counts learnt on a fraction of the training rows (out-of-fold: K/(K-1)) so their
+    distribution matches counts learnt on all of them.
+    """
+    positive_prior = float(history[LABEL].mean())
+    rating_prior = float(history[RATING].mean())
+    stats = {"positive_prior": positive_prior, "rating_prior": rating_prior, "config": config}
+    user_stats = _side_statistics(history, USER_ID, "user", **stats)
+    item_stats = _side_statistics(history, ITEM_ID, "item", **stats)
+    taste = _user_taste(history, item_profiles, user_stats["user_pos_rate"], config)
+
+    prior_row = {"count": 0.0, "pos_rate": positive_prior, "mean_rating": rating_prior}
+    user_defaults: dict[str, Any] = {
+        "age": float(user_profiles["age"].median()) if len(user_profiles) else math.nan,
+        "gender": UNKNOWN_CODE,
+        "occupation": UNKNOWN_CODE,
+        "zip_prefix": UNKNOWN_CODE,
+        **{f"user_{k}": v for k, v in prior_row.items()},
+        **dict.fromkeys(TASTE_COLUMNS, positive_prior),
+    }
+    item_defaults: dict[str, Any] = {
+        "release_year": math.nan,
+        **dict.fromkeys(GENRE_COLUMNS, 0),
+        **{f"item_{k}": v for k, v in prior_row.items()},
+    }
+
+    user_table = _with_history(user_profiles, USER_ID, [user_stats, taste], user_defaults)
+    item_table = _with_history(item_profiles, ITEM_ID, [item_stats], item_defaults)
+    for table, column in ((user_table, "user_count"), (item_table, "item_count")):
+        table[column] = np.log1p(table[column] * count_scale)
+    defaults = {
+        "user": {k: _json_value(v) for k, v in user_defaults.items()},
+        "item": {k: _json_value(v) for k, v in item_defaults.items()},
+    }
+    return user_table, item_table, defaults
+
+
+def _with_history(
+    profiles: pd.DataFrame, key: str, statistics: list[pd.DataFrame], defaults: Mapping[str, Any]
+) -> pd.DataFrame:
+    """Profiles of every known id joined with its statistics; ids without history get the prior values.
+
+    Ids seen in the history but absent from the profiles are kept too, with default profile values.
+    """
+    ids = pd.Index(profiles[key]).union(pd.Index(statistics[0].index)).sort_values()
+    table = profiles.set_index(key).reindex(ids)
+    for stat in statistics:
+        table = table.join(stat.reindex(ids))
+    table = table.fillna({c: v for c, v in defaults.items() if c in table.columns and not _is_nan(v)})
+    # Reindexing made integer codes float; give them back their integer type.
+    integer = [c for c, v in defaults.items() if c in table.columns and isinstance(v, int | np.integer)]
+    table[integer] = table[integer].astype(np.int64)
+    table.index.name = key
+    return table.reset_index()
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _json_value(value: Any) -> Any:
+    """A plain JSON value: NaN becomes null (``assemble_features`` reads null back as NaN)."""
+    if _is_nan(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def build_features(
+    splits: Mapping[str, pd.DataFrame],
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    *,
+    seed: int,
+    config: FeatureConfig | None = None,
+) -> FeatureTables:
+    """Append FEATURE_COLUMNS to every split and build the lookup tables (see the module docstring for leakage)."""
+    config = config or FeatureConfig()
+    if "train" not in splits:
+        raise ValueError(f"splits must include 'train' (history comes from it); got {sorted(splits)}")
+    train = splits["train"]
+    required = [USER_ID, ITEM_ID, RATING, LABEL]
+    for name, frame in splits.items():
+        missing = [c for c in (required if name == "train" else [USER_ID, ITEM_ID]) if c not in frame.columns]
+        if missing:
+            raise ValueError(f"split {name!r} lacks columns {missing}")
+    if len(train) < config.n_folds:
+        raise ValueError(f"the training split has {len(train)} rows, fewer than n_folds={config.n_folds}")
+
+    user_profiles = encode_users(users)
+    item_profiles = encode_items(items)
+    user_table, item_table, defaults = history_tables(train, user_profiles, item_profiles, config=config)
+
+    out: dict[str, pd.DataFrame] = {}
+    for name, frame in splits.items():
+        if name == "train":
+            features = _out_of_fold(train, user_profiles, item_profiles, seed=seed, config=config)
+        else:
+            features = assemble_features(frame[[USER_ID, ITEM_ID]], user_table, item_table, defaults)
+        base = frame.drop(columns=[c for c in FEATURE_COLUMNS if c in frame.columns])
+        # Positional concatenation: a caller's index may repeat labels.
+        joined = pd.concat(
+            [base.reset_index(drop=True), features[list(FEATURE_COLUMNS)].reset_index(drop=True)], axis=1
+        )
+        joined.index = frame.index
+        out[name] = joined
+    log.info(
+        "features: %d columns; %d users, %d items in the lookup tables; %d-fold out-of-fold training rows",
+        len(FEATURE_COLUMNS),
+        len(user_table),
+        len(item_table),
+        config.n_folds,
+    )
+    return FeatureTables(splits=out, user_features=user_table, item_features=item_table, defaults=defaults)
+
+
+def _out_of_fold(
+    train: pd.DataFrame,
+    user_profiles: pd.DataFrame,
+    item_profiles: pd.DataFrame,
+    *,
+    seed: int,
+    config: FeatureConfig,
+) -> pd.DataFrame:
+    """Features of each training row computed from the other folds only."""
+    parts, positions = [], []
+    folds = KFold(n_splits=config.n_folds, shuffle=True, random_state=seed)
+    scale = config.n_folds / (config.n_folds - 1)
+    for fit_rows, apply_rows in folds.split(train):
+        user_table, item_table, defaults = history_tables(
+            train.iloc[fit_rows], user_profiles, item_profiles, config=config, count_scale=scale
+        )
+        parts.append(
+            assemble_features(train.iloc[apply_rows][[USER_ID, ITEM_ID]], user_table, item_table, defaults)
+        )
+        positions.append(apply_rows)
+    features = pd.concat(parts).iloc[np.argsort(np.concatenate(positions), kind="stable")]
+    features.index = train.index
+    return features
