@@ -1,0 +1,188 @@
+"""Paired, user-clustered bootstrap intervals for A, B and B − A, and the decision rule.
+
+Rows of one user are correlated (one taste, one rating habit), so resampling rows would give intervals that are
+too narrow. Each replicate draws users with replacement (multinomial counts over users) and weights every row of
+a user by how often the user was drawn. A and B are evaluated with the SAME draws, so the difference B − A of each
+replicate is paired and its interval reflects the correlation between the two policies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from steps.evaluation.delong import DelongResult
+from steps.evaluation.metrics import PolicyStatistics, higher_is_better, metric_values, point_metrics
+
+PRIMARY_METRIC = "auc"
+Winner = Literal["A", "B", "none"]
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    """How many replicates, at which level, from which seed."""
+
+    n_bootstrap: int = 1000
+    alpha: float = 0.05
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.n_bootstrap < 1:
+            raise ValueError(f"n_bootstrap must be a positive int, got {self.n_bootstrap}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """One metric for A and B with percentile intervals, and the paired difference B − A."""
+
+    metric: str
+    a: float
+    a_low: float
+    a_high: float
+    b: float
+    b_low: float
+    b_high: float
+    diff: float
+    diff_low: float
+    diff_high: float
+    p_value: float
+    higher_is_better: bool
+
+    @property
+    def b_better(self) -> bool:
+        """The whole interval of B − A lies on B's better side of 0."""
+        return self.diff_low > 0 if self.higher_is_better else self.diff_high < 0
+
+    @property
+    def a_better(self) -> bool:
+        """The whole interval of B − A lies on A's better side of 0."""
+        return self.diff_high < 0 if self.higher_is_better else self.diff_low > 0
+
+
+def user_weights(n_users: int, n_replicates: int, rng: np.random.Generator) -> np.ndarray:
+    """Replicates x users: how many times each user is drawn when drawing ``n_users`` users with replacement."""
+    return rng.multinomial(n_users, np.full(n_users, 1.0 / n_users), size=n_replicates).astype(float)
+
+
+def bootstrap_p_value(differences: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of "B − A = 0": twice the smaller tail share at 0, with the +1 correction.
+
+    An exactly-zero difference counts towards both tails, so identical policies get p = 1.
+    """
+    finite = differences[np.isfinite(differences)]
+    if len(finite) == 0:
+        return float("nan")
+    at_most = (1 + np.sum(finite <= 0)) / (1 + len(finite))
+    at_least = (1 + np.sum(finite >= 0)) / (1 + len(finite))
+    return float(min(1.0, 2.0 * min(at_most, at_least)))
+
+
+def _interval(values: np.ndarray, alpha: float) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    if len(finite) == 0:
+        return float("nan"), float("nan")
+    low, high = np.quantile(finite, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return float(low), float(high)
+
+
+def compare_policies(
+    stats_a: PolicyStatistics,
+    stats_b: PolicyStatistics,
+    n_users: int,
+    metrics: Sequence[str],
+    config: BootstrapConfig,
+) -> list[MetricComparison]:
+    """Point estimates and paired user-clustered bootstrap intervals for every metric, A, B and B − A."""
+    rng = np.random.default_rng(config.seed)
+    weights = user_weights(n_users, config.n_bootstrap, rng)
+    point_a, point_b = point_metrics(stats_a, metrics), point_metrics(stats_b, metrics)
+    reps_a, reps_b = metric_values(stats_a, weights, metrics), metric_values(stats_b, weights, metrics)
+    table = []
+    for metric in metrics:
+        differences = reps_b[metric] - reps_a[metric]
+        a_low, a_high = _interval(reps_a[metric], config.alpha)
+        b_low, b_high = _interval(reps_b[metric], config.alpha)
+        d_low, d_high = _interval(differences, config.alpha)
+        table.append(
+            MetricComparison(
+                metric=metric,
+                a=point_a[metric],
+                a_low=a_low,
+                a_high=a_high,
+                b=point_b[metric],
+                b_low=b_low,
+                b_high=b_high,
+                diff=point_b[metric] - point_a[metric],
+                diff_low=d_low,
+                diff_high=d_high,
+                p_value=bootstrap_p_value(differences),
+                higher_is_better=higher_is_better(metric),
+            )
+        )
+    return table
+
+
+def comparison_frame(table: Sequence[MetricComparison]) -> pd.DataFrame:
+    """The comparison as a table, one metric a row (the CSV/JSON artifact and the report's headline table)."""
+    return pd.DataFrame([asdict(row) for row in table])
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Who wins on the primary metric, and the sentence that says how that was decided."""
+
+    winner: Winner
+    primary_metric: str
+    alpha: float
+    bootstrap_excludes_zero: bool
+    delong_p_value: float
+    reason: str
+
+    @property
+    def label(self) -> str:
+        """Human wording: "B wins", "A wins" or "no significant difference"."""
+        return {"A": "A wins", "B": "B wins", "none": "no significant difference"}[self.winner]
+
+
+def decide(primary: MetricComparison, delong: DelongResult, *, alpha: float) -> Decision:
+    """Declare a winner only when both the clustered interval and DeLong's test agree at ``alpha``.
+
+    The primary metric (AUC) is fixed before looking, so the decision is one test, not a search over metrics.
+    The user-clustered bootstrap interval is the honest one (rows of a user are correlated); DeLong's test
+    assumes independent rows and is required to agree so that neither method alone decides.
+    """
+    if primary.metric != PRIMARY_METRIC:
+        raise ValueError(f"the decision uses {PRIMARY_METRIC!r}, got a comparison of {primary.metric!r}")
+    delong_significant = delong.p_value < alpha
+    level = f"{100 * (1 - alpha):g}%"
+    interval = f"[{primary.diff_low:+.4f}, {primary.diff_high:+.4f}]"
+    evidence = (
+        f"AUC B − A = {primary.diff:+.4f}, {level} user-clustered bootstrap interval {interval}; "
+        f"DeLong z = {delong.z:.2f}, p = {delong.p_value:.3g} (alpha = {alpha:g})"
+    )
+    if primary.b_better and delong_significant and delong.difference > 0:
+        winner: Winner = "B"
+        reason = f"B wins: {evidence}. Both exclude no difference in B's favour."
+    elif primary.a_better and delong_significant and delong.difference < 0:
+        winner = "A"
+        reason = f"A wins: {evidence}. Both exclude no difference in A's favour."
+    else:
+        winner = "none"
+        reason = (
+            f"No significant difference: {evidence}. A winner needs the interval to exclude 0 and DeLong's "
+            f"p < alpha, in the same direction."
+        )
+    return Decision(
+        winner=winner,
+        primary_metric=PRIMARY_METRIC,
+        alpha=alpha,
+        bootstrap_excludes_zero=primary.b_better or primary.a_better,
+        delong_p_value=delong.p_value,
+        reason=reason,
+    )
