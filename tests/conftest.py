@@ -13,7 +13,7 @@ import pytest
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
-pytest_plugins: list[str] = ["tests.fixtures_features"]
+pytest_plugins: list[str] = ["tests.fixtures_features", "tests.fixtures_models", "tests.fixtures_router"]
 
 
 def _point_mlflow_at(root: Path, experiment: str) -> str:

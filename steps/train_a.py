@@ -1,0 +1,76 @@
+"""Step `train_a`: policy A, a logistic regression over the raw feature frame.
+
+Inputs: a `prepare` run (``--prepare_run``, or the latest FINISHED one with ``--dataset`` / ``--split``), read with
+``steps.lineage.load_prepared``; hyperparameters C, penalty, class_weight, max_iter, seed (MLproject).
+Outputs (this run): params (with ``prepare_run``), ``train_*`` / ``val_*`` metrics (auc, pr_auc, logloss, brier),
+``coefficients.csv`` + ``coefficients.png``, ``features.json``, the model as the ``mlflow.sklearn`` artifact
+``model`` (pyfunc predict = predict_proba) and the tag ``abtest.model_uri`` pointing at it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import mlflow
+
+from ab_router import schema
+from steps import policies, policy_plots, training
+from steps.cli import configure_logging, parse_params
+from steps.lineage import load_prepared, step_run
+
+log = logging.getLogger(__name__)
+
+# skops (MLflow's sklearn format) refuses types outside its allow-list on load; the fitted preprocessing keeps a
+# numpy dtype object (the dtype the imputer was fitted on), which is data, not code.
+SKOPS_TRUSTED_TYPES = ["numpy.dtype"]
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    """Train policy A and log it; returns the run id."""
+    namespace = parse_params("train_a", argv, description=__doc__)
+    configure_logging()
+    lineage, params = training.resolve_step_params(namespace, "train_a")
+    model_params = policies.LogisticParams.from_params(params)
+    with step_run("train_a") as run:
+        training.log_resolved_params(params)
+        data = load_prepared(lineage.run_id)
+        frames = {"train": data.train, "val": data.val}
+        training.log_inputs(frames, prepare_run_id=lineage.run_id)
+
+        pipeline = policies.fit_logistic(data.train, params=model_params)
+        scores = {split: policies.predict_logistic(pipeline, frame) for split, frame in frames.items()}
+        metrics = training.log_split_metrics(frames, scores)
+
+        coefficients = policies.coefficient_table(pipeline)
+        mlflow.log_text(coefficients.to_csv(index=False), "coefficients.csv")
+        mlflow.log_figure(policy_plots.coefficient_figure(coefficients), "coefficients.png")
+        training.log_feature_list()
+
+        signature, example = training.signature_and_example(
+            data.val, pipeline.predict_proba(schema.to_feature_frame(data.val))
+        )
+        model_info = mlflow.sklearn.log_model(
+            pipeline,
+            name=training.MODEL_ARTIFACT,
+            pyfunc_predict_fn="predict_proba",
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+            signature=signature,
+            input_example=example,
+            pip_requirements=training.pip_requirements(
+                "mlflow", "scikit-learn", "numpy", "pandas", "scipy", "skops"
+            ),
+        )
+        training.set_model_uri(model_info.model_uri)
+    log.info(
+        "policy A: train AUC %.4f, val AUC %.4f, val logloss %.4f; model %s",
+        metrics["train_auc"],
+        metrics["val_auc"],
+        metrics["val_logloss"],
+        model_info.model_uri,
+    )
+    return run.info.run_id
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Step `train_b`: policy B, LightGBM with native categorical features over the raw feature frame.
+
+Inputs: a `prepare` run (``--prepare_run``, or the latest FINISHED one with ``--dataset`` / ``--split``), read with
+``steps.lineage.load_prepared``; hyperparameters num_leaves, learning_rate, n_estimators, min_child_samples,
+feature_fraction, bagging_fraction, lambda_l2, early_stopping_rounds (on validation AUC), seed (MLproject).
+Outputs (this run): params (with ``prepare_run``), ``train_*`` / ``val_*`` metrics (auc, pr_auc, logloss, brier),
+``best_iteration``, per-iteration ``curve_val_auc`` / ``curve_val_logloss``, ``validation_curve.csv/.png``,
+``importance.csv`` + ``importance.png`` (gain), ``features.json``, the model as the ``mlflow.lightgbm`` artifact
+``model`` (pyfunc predict = probability of a positive) and the tag ``abtest.model_uri`` pointing at it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import mlflow
+
+from steps import policies, policy_plots, training
+from steps.cli import configure_logging, parse_params
+from steps.lineage import load_prepared, step_run
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    """Train policy B and log it; returns the run id."""
+    namespace = parse_params("train_b", argv, description=__doc__)
+    configure_logging()
+    lineage, params = training.resolve_step_params(namespace, "train_b")
+    model_params = policies.LightGBMParams.from_params(params)
+    with step_run("train_b") as run:
+        training.log_resolved_params(params)
+        mlflow.log_param("num_threads", policies.LIGHTGBM_NUM_THREADS)
+        data = load_prepared(lineage.run_id)
+        frames = {"train": data.train, "val": data.val}
+        training.log_inputs(frames, prepare_run_id=lineage.run_id)
+
+        fit = policies.fit_lightgbm(data.train, data.val, params=model_params)
+        scores = {split: policies.predict_lightgbm(fit.booster, frame) for split, frame in frames.items()}
+        metrics = training.log_split_metrics(frames, scores)
+        mlflow.log_metric("best_iteration", fit.best_iteration)
+        training.log_curve(fit.curve)
+        mlflow.log_text(fit.curve.to_csv(index=False), "validation_curve.csv")
+        mlflow.log_figure(
+            policy_plots.validation_curve_figure(fit.curve, best_iteration=fit.best_iteration),
+            "validation_curve.png",
+        )
+
+        importance = policies.importance_table(fit.booster)
+        mlflow.log_text(importance.to_csv(index=False), "importance.csv")
+        mlflow.log_figure(policy_plots.importance_figure(importance), "importance.png")
+        training.log_feature_list()
+
+        signature, example = training.signature_and_example(data.val, scores["val"])
+        model_info = mlflow.lightgbm.log_model(
+            fit.booster,
+            name=training.MODEL_ARTIFACT,
+            signature=signature,
+            input_example=example,
+            pip_requirements=training.pip_requirements("mlflow", "lightgbm", "numpy", "pandas", "scikit-learn"),
+        )
+        training.set_model_uri(model_info.model_uri)
+    log.info(
+        "policy B: best iteration %d, train AUC %.4f, val AUC %.4f, val logloss %.4f; model %s",
+        fit.best_iteration,
+        metrics["train_auc"],
+        metrics["val_auc"],
+        metrics["val_logloss"],
+        model_info.model_uri,
+    )
+    return run.info.run_id
+
+
+if __name__ == "__main__":
+    main()

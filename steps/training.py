@@ -1,0 +1,193 @@
+"""What the two training steps (train_a, train_b) share: lineage to the prepare run and the MLflow logging.
+
+The fitting itself lives in ``steps.policies`` (pure); this module talks to MLflow so the step CLIs stay thin.
+
+Why resolved parameters are sometimes tags: ``mlflow run`` logs every entry-point parameter, including the ""
+defaults of ``prepare_run``, ``dataset``, ``split`` and ``seed``, before the step starts, and MLflow params
+cannot change. The value the step actually used is then kept in the tag ``abtest.resolved.<name>``;
+``effective_params(run)`` gives the params with those values filled in, which is what a consumer (the evaluate
+step's cross-validation, a benchmark) should read. The lineage itself is always in the tag ``abtest.prepare_run``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.entities import Metric, Run
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.tracking import MlflowClient
+
+from ab_router import schema
+from steps.cli import inherit_defaults, parameter_defaults
+from steps.config import PROJECT_DIR
+from steps.lineage import LineageError, resolve_upstream_run
+from steps.policies import classification_metrics, labels_of
+
+log = logging.getLogger(__name__)
+
+MODEL_ARTIFACT = "model"
+MODEL_URI_TAG = "abtest.model_uri"
+PREPARE_RUN_TAG = "abtest.prepare_run"
+RESOLVED_TAG_PREFIX = "abtest.resolved."
+# The prepare parameters a training run is matched on when no prepare run id is given.
+LINEAGE_PARAMS: tuple[str, ...] = ("dataset", "split")
+HOW_TO_PREPARE = "mlflow run . -e prepare"
+
+
+@dataclass(frozen=True)
+class PrepareLineage:
+    """The prepare run a training step reads, and the data parameters that identify it."""
+
+    run_id: str
+    dataset: str
+    split: str
+
+
+def resolve_prepare_run(*, prepare_run: str, dataset: str, split: str) -> PrepareLineage:
+    """Pick the prepare run to train on.
+
+    With ``prepare_run`` given, that run is checked (exists, FINISHED, is a prepare run) and its own dataset and
+    split are used; a non-empty ``dataset`` / ``split`` that contradicts it is an error. Without it, empty
+    ``dataset`` / ``split`` take prepare's defaults and the latest FINISHED prepare run with those values in the
+    current experiment is used; if there is none, the error says which command makes one.
+    """
+    requested = {"dataset": dataset, "split": split}
+    if prepare_run:
+        run_id = resolve_upstream_run("prepare", prepare_run, {}, how_to_make=HOW_TO_PREPARE)
+        actual = MlflowClient().get_run(run_id).data.params
+        clashes = {k: (v, actual.get(k)) for k, v in requested.items() if v and v != actual.get(k)}
+        if clashes:
+            shown = ", ".join(f"{k}={asked!r} but the run has {had!r}" for k, (asked, had) in clashes.items())
+            raise LineageError(f"prepare run {run_id} does not match the requested data: {shown}")
+        return PrepareLineage(run_id=run_id, dataset=actual.get("dataset", ""), split=actual.get("split", ""))
+    defaults = parameter_defaults("prepare")
+    wanted = {k: v or defaults[k] for k, v in requested.items()}
+    run_id = resolve_upstream_run("prepare", "", wanted, how_to_make=HOW_TO_PREPARE)
+    return PrepareLineage(run_id=run_id, **wanted)
+
+
+def resolve_step_params(namespace: Any, entry_point: str) -> tuple[PrepareLineage, dict[str, Any]]:
+    """Resolve a training step's parsed parameters: the prepare run and every inherited default filled in."""
+    lineage = resolve_prepare_run(
+        prepare_run=namespace.prepare_run, dataset=namespace.dataset, split=namespace.split
+    )
+    inherit_defaults(namespace, "prepare", ["seed"])
+    params = {**vars(namespace), "prepare_run": lineage.run_id, "dataset": lineage.dataset, "split": lineage.split}
+    log.info(
+        "%s: training on prepare run %s (%s, split=%s)",
+        entry_point,
+        lineage.run_id,
+        lineage.dataset,
+        lineage.split,
+    )
+    return lineage, params
+
+
+def log_resolved_params(params: Mapping[str, Any]) -> None:
+    """Log params; one that `mlflow run` already logged with another value (its "" default) becomes a tag."""
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("log_resolved_params needs an active run")
+    logged = MlflowClient().get_run(run.info.run_id).data.params
+    new = {k: str(v) for k, v in params.items() if k not in logged}
+    changed = {
+        f"{RESOLVED_TAG_PREFIX}{k}": str(v) for k, v in params.items() if k in logged and logged[k] != str(v)
+    }
+    mlflow.log_params(new)
+    if changed:
+        mlflow.set_tags(changed)
+
+
+def effective_params(run: Run) -> dict[str, str]:
+    """A training run's params with the values it actually used (see the module docstring)."""
+    resolved = {
+        key.removeprefix(RESOLVED_TAG_PREFIX): value
+        for key, value in run.data.tags.items()
+        if key.startswith(RESOLVED_TAG_PREFIX)
+    }
+    return {**run.data.params, **resolved}
+
+
+def log_inputs(splits: Mapping[str, pd.DataFrame], *, prepare_run_id: str) -> None:
+    """Record the prepare run as lineage tag and the splits used as MLflow dataset inputs."""
+    mlflow.set_tag(PREPARE_RUN_TAG, prepare_run_id)
+    for split, frame in splits.items():
+        # No `runs:/` source: MLflow has no dataset-source resolver for it (nor for mlflow-artifacts:/), so the
+        # prepare run id goes into the dataset name, and the digest identifies the exact rows.
+        dataset = mlflow.data.from_pandas(frame, name=f"prepare-{prepare_run_id}/{split}", targets=schema.LABEL)
+        mlflow.log_input(dataset, context="training" if split == "train" else "validation")
+
+
+def log_split_metrics(frames: Mapping[str, pd.DataFrame], scores: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Log ``<split>_<metric>`` (auc, pr_auc, logloss, brier) for every split scored; returns them."""
+    metrics = {
+        f"{split}_{name}": value
+        for split, frame in frames.items()
+        for name, value in classification_metrics(labels_of(frame), scores[split]).items()
+    }
+    mlflow.log_metrics(metrics)
+    return metrics
+
+
+def log_feature_list() -> None:
+    """The model's input columns by role, so a reader of the run sees what the policy consumed."""
+    mlflow.log_dict(
+        {
+            "features": list(schema.FEATURE_COLUMNS),
+            "numeric": list(schema.NUMERIC_FEATURES),
+            "categorical": list(schema.CATEGORICAL_FEATURES),
+            "genre": list(schema.GENRE_COLUMNS),
+            "dtypes": {f.name: f.dtype for f in schema.FEATURES},
+        },
+        "features.json",
+    )
+
+
+def signature_and_example(frame: pd.DataFrame, predictions: Any) -> tuple[ModelSignature, pd.DataFrame]:
+    """Signature over the raw feature frame (schema dtypes) and a 5-row input example."""
+    features = schema.to_feature_frame(frame)
+    return infer_signature(features, predictions), features.head(5)
+
+
+def pip_requirements(*packages: str) -> list[str]:
+    """Pinned requirements of the logged model, read from requirements.txt (pins are written only there).
+
+    Passing them explicitly also spares ``log_model`` its slow requirement inference.
+    """
+    pins: dict[str, str] = {}
+    for line in (PROJECT_DIR / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            pins[re.split(r"[=<>~! \[]", line, maxsplit=1)[0].lower()] = line
+    missing = [p for p in packages if p.lower() not in pins]
+    if missing:
+        raise KeyError(f"requirements.txt pins no {missing}; it pins {sorted(pins)}")
+    return [pins[p.lower()] for p in packages]
+
+
+def set_model_uri(model_uri: str) -> None:
+    """The tag downstream steps read to find this run's model."""
+    mlflow.set_tag(MODEL_URI_TAG, model_uri)
+
+
+def log_curve(curve: pd.DataFrame) -> None:
+    """Per-iteration validation metrics as MLflow metric histories (``curve_val_auc`` at step = iteration)."""
+    metrics = [
+        Metric(f"curve_{column}", float(value), timestamp, int(iteration))
+        for column in curve.columns
+        if column.startswith("val_")
+        for iteration, value in zip(curve["iteration"], curve[column], strict=True)
+        for timestamp in [int(time.time() * 1000)]
+    ]
+    run_id = mlflow.active_run().info.run_id
+    # The tracking API accepts at most 1000 metrics per batch.
+    for start in range(0, len(metrics), 1000):
+        MlflowClient().log_batch(run_id, metrics=metrics[start : start + 1000])
