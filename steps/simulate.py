@@ -1,0 +1,87 @@
+"""Step `simulate`: run the A/B experiment through the router and write its readout.
+
+Inputs: the router (``router_run`` = the version a `router` run registered, else ``router_uri``, default
+``models:/movielens_ctr_router@router``), loaded in process, or a served one at ``endpoint_url``; the `prepare`
+run whose test period supplies users and logged items (``prepare_run``, "" = the one recorded on the router
+version); the design (``days``, ``users_per_day``, ``k``, ``n_unseen``, ``seed``, ``environment`` replay |
+synthetic, ``alpha``). The configured split comes from the router version (tag ``abtest.split``).
+Outputs (this run): ``readout/readout.html`` (lift with CI band over days, CTR per arm, sequential p-values, SRM
+panel, guardrails, decision), ``readout/readout.json``, ``readout/{daily,arms,guardrails}.csv``,
+``readout/impressions.parquet``; headline metrics (``cuped_lift_abs``, ``srm_p_value``, ``stop_day``, ...) and the
+decision as tag ``abtest.decision``.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import mlflow
+
+from steps.cli import configure_logging, inherit_defaults, parse_params
+from steps.experiment import (
+    ExperimentSpec,
+    endpoint_scorer,
+    load_router,
+    pyfunc_scorer,
+    resolve_router,
+    run_experiment,
+)
+from steps.lineage import LineageError, load_prepared, resolve_upstream_run, step_run
+from steps.readout import write_readout
+from steps.training import log_resolved_params
+
+log = logging.getLogger(__name__)
+
+READOUT_DIR = "readout"
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    """Simulate the experiment and log its readout; returns the run id."""
+    params = inherit_defaults(parse_params("simulate", argv, description=__doc__), "prepare", ["seed"])
+    configure_logging()
+    with step_run("simulate") as run:
+        router = resolve_router(params.router_uri, params.router_run)
+        prepare_run = params.prepare_run or router.prepare_run
+        if not prepare_run:
+            raise LineageError(
+                f"router {router.model_uri} records no prepare run (tag abtest.prepare_run); pass --prepare_run"
+            )
+        prepare_run = resolve_upstream_run("prepare", prepare_run, {}, how_to_make="mlflow run . -e prepare")
+        if params.endpoint_url:
+            scorer, split = endpoint_scorer(params.endpoint_url), router.split
+        else:
+            model, split = load_router(router)
+            scorer = pyfunc_scorer(model)
+            split = router.split if router.split is not None else split
+        if split is None:
+            raise LineageError(f"router {router.model_uri} records no split (tag abtest.split or model config)")
+        spec = ExperimentSpec(
+            environment=params.environment,
+            days=params.days,
+            users_per_day=params.users_per_day,
+            k=params.k,
+            n_unseen=params.n_unseen,
+            seed=int(params.seed),
+            alpha=params.alpha,
+            split=split,
+        )
+        log_resolved_params({**vars(params), "prepare_run": prepare_run, "seed": spec.seed, "split": split})
+        mlflow.set_tags({"abtest.prepare_run": prepare_run, "abtest.router_uri": router.model_uri})
+        outcome = run_experiment(load_prepared(prepare_run), scorer, spec)
+        readout = outcome.readout
+        with tempfile.TemporaryDirectory() as tmp:
+            directory = Path(tmp) / READOUT_DIR
+            write_readout(readout, directory)
+            outcome.impressions.to_parquet(directory / "impressions.parquet")
+            mlflow.log_artifacts(str(directory), READOUT_DIR)
+        mlflow.log_metrics(readout.headline())
+        mlflow.set_tag("abtest.decision", readout.decision[:5000])
+    print(f"simulate ({spec.environment}, {spec.days} days): {readout.decision}")
+    return run.info.run_id
+
+
+if __name__ == "__main__":
+    main()
