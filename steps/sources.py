@@ -289,7 +289,7 @@ def from_pypi(dataset: str, *, cache_dir: Path = CACHE_DIR, timeout: float = PIP
     if dataset not in PYPI_DATASETS:
         raise SourceUnavailableError(f"the pypi source carries only {list(PYPI_DATASETS)}, not {dataset}")
     wheel = fetch_recbole_wheel(cache_dir, timeout=timeout)
-    return AcquiredData(read_recbole_wheel(wheel), "pypi", f"{RECBOLE_REQUIREMENT}:{wheel}", file_digest(wheel))
+    return AcquiredData(read_recbole_wheel(wheel), "pypi", str(wheel), file_digest(wheel))
 
 
 # --------------------------------------------------------------------------------------------------- acquire
