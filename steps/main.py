@@ -1,0 +1,185 @@
+"""`main`: the whole A/B pipeline as one tree of nested, cached runs.
+
+Inputs: the parameters a user tunes (each declared in MLproject's main block with default "", meaning "the owning
+step's default"; main passes on only those set), ``env_manager`` ("" = the one main runs in) and ``force``.
+Outputs: one child run per step of :data:`steps.pipeline.PIPELINE` that exists in MLproject (each tagged
+``mlflow.parentRunId`` = this run, or reused from an earlier identical launch); on this run, the step table
+(``pipeline/steps.csv``, ``pipeline/steps.md``, tags ``abtest.steps.<entry>.run_id``/``.outcome``, metrics
+``duration_s.<entry>``) and a summary of the children: their ``abtest.*`` tags and headline metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import mlflow
+import pandas as pd
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_ENV
+
+from steps.cli import configure_logging, entry_point_parameters, entry_points, parameter_defaults, parse_params
+from steps.config import PROJECT_DIR, STEP_TAG
+from steps.lineage import step_run
+from steps.pipeline import (
+    CODE_VERSION_TAG,
+    UPSTREAM_TAG,
+    PipelineResult,
+    Step,
+    StepRecord,
+    active_steps,
+    code_version,
+    mlflow_launcher,
+    parse_bool,
+    resolve_env_manager,
+    run_pipeline,
+)
+
+log = logging.getLogger(__name__)
+
+# main's own parameters; every other main parameter is a step parameter passed on when set.
+OWN_PARAMS: tuple[str, ...] = ("env_manager", "force")
+# Steps whose metrics are copied onto main's run (prefixed with the entry point) as the headline numbers.
+SUMMARY_METRIC_STEPS: tuple[str, ...] = ("evaluate", "simulate")
+_NOT_SUMMARISED_TAGS = (STEP_TAG, CODE_VERSION_TAG, UPSTREAM_TAG)
+_NUMERIC = {"int": int, "float": float}
+
+
+def user_parameters(namespace_values: Mapping[str, object]) -> dict[str, str]:
+    """The step parameters the user set (non-empty), as strings."""
+    return {
+        name: str(value)
+        for name, value in namespace_values.items()
+        if name not in OWN_PARAMS and value not in ("", None)
+    }
+
+
+def check_user_parameters(user_params: Mapping[str, str], steps: Sequence[Step]) -> None:
+    """Fail before any step runs when a set parameter reaches no step or has the wrong type for one."""
+    for name, value in user_params.items():
+        takers = [s.entry_point for s in steps if name in entry_point_parameters(s.entry_point)]
+        if not takers:
+            raise ValueError(
+                f"parameter {name}={value!r} is taken by no step of this pipeline "
+                f"({[s.entry_point for s in steps]}); remove it or add the step to MLproject"
+            )
+        for entry in takers:
+            kind = entry_point_parameters(entry)[name].get("type", "string")
+            try:
+                _NUMERIC.get(kind, str)(value)
+            except ValueError:
+                raise ValueError(
+                    f"parameter {name} must be {kind} (as step {entry} declares), got {value!r}"
+                ) from None
+
+
+def step_table(records: Sequence[StepRecord]) -> pd.DataFrame:
+    """The step table as a frame: entry point, run id, outcome, duration, reason (for failures)."""
+    columns = ["entry_point", "run_id", "outcome", "duration_s", "reason"]
+    frame = pd.DataFrame([vars(r) for r in records], columns=columns)
+    return frame.assign(duration_s=frame["duration_s"].round(2))
+
+
+def _record_step(record: StepRecord) -> None:
+    # Tagged as soon as a step is decided, so a main killed half-way still shows how far it got.
+    mlflow.set_tags(
+        {
+            f"abtest.steps.{record.entry_point}.run_id": record.run_id or "",
+            f"abtest.steps.{record.entry_point}.outcome": record.outcome,
+        }
+    )
+    mlflow.log_metric(f"duration_s.{record.entry_point}", record.duration_s)
+
+
+def _log_step_table(records: Sequence[StepRecord]) -> pd.DataFrame:
+    table = step_table(records)
+    mlflow.log_text(table.to_csv(index=False), "pipeline/steps.csv")
+    mlflow.log_text(markdown_table(table), "pipeline/steps.md")
+    mlflow.log_metrics(
+        {
+            "steps_ran": float((table["outcome"] == "ran").sum()),
+            "steps_reused": float((table["outcome"] == "reused").sum()),
+        }
+    )
+    return table
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured markdown table (pandas' to_markdown needs tabulate, which is not a dependency)."""
+    rows = [list(map(str, frame.columns)), ["---"] * frame.shape[1]]
+    rows += [
+        ["" if pd.isna(v) else str(v).replace("|", "\\|") for v in row] for row in frame.itertuples(index=False)
+    ]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"
+
+
+def child_summary(run_ids: Mapping[str, str], client: MlflowClient) -> tuple[dict[str, str], dict[str, float]]:
+    """Tags and metrics to copy onto main: each child's ``abtest.*`` tags, and headline steps' metrics.
+
+    The evaluation decision, the registered versions and the router version are tags the steps set on their own
+    runs; main repeats them as ``abtest.<entry>.<tag>`` so the parent run answers "what did this pipeline decide
+    and register" without opening the children.
+    """
+    tags: dict[str, str] = {}
+    metrics: dict[str, float] = {}
+    for entry, run_id in run_ids.items():
+        run = client.get_run(run_id)
+        for key, value in run.data.tags.items():
+            if key.startswith("abtest.") and key not in _NOT_SUMMARISED_TAGS:
+                tags[f"abtest.{entry}.{key.removeprefix('abtest.')}"] = value[:5000]
+        if entry in SUMMARY_METRIC_STEPS:
+            metrics.update({f"{entry}.{key}": value for key, value in run.data.metrics.items()})
+    return tags, metrics
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    """Run or reuse every step, record the step table and summary on this run, and return its id."""
+    namespace = parse_params("main", argv, description=__doc__)
+    configure_logging()
+    steps = active_steps(entry_points())
+    user_params = user_parameters(vars(namespace))
+    check_user_parameters(user_params, steps)
+    force = parse_bool("force", namespace.force)
+    with step_run("main") as run:
+        client = MlflowClient()
+        env_tag = client.get_run(run.info.run_id).data.tags.get(MLFLOW_PROJECT_ENV)
+        env_manager = resolve_env_manager(namespace.env_manager, env_tag)
+        version = code_version(PROJECT_DIR)
+        mlflow.set_tags({CODE_VERSION_TAG: version, "abtest.env_manager": env_manager})
+        log.info(
+            "pipeline %s; code %s; env manager %s; force %s",
+            [s.entry_point for s in steps],
+            version,
+            env_manager,
+            force,
+        )
+        result = PipelineResult()
+        try:
+            run_pipeline(
+                steps,
+                user_params=user_params,
+                declared={s.entry_point: list(entry_point_parameters(s.entry_point)) for s in steps},
+                defaults={s.entry_point: parameter_defaults(s.entry_point) for s in steps},
+                code_version=version,
+                experiment_id=run.info.experiment_id,
+                launch=mlflow_launcher(
+                    project_uri=str(PROJECT_DIR), env_manager=env_manager, experiment_id=run.info.experiment_id
+                ),
+                force=force,
+                on_record=_record_step,
+                result=result,
+            )
+        finally:
+            table = _log_step_table(result.records)
+        tags, metrics = child_summary(result.run_ids, client)
+        mlflow.set_tags(tags)
+        if metrics:
+            mlflow.log_metrics(metrics)
+    print(table.to_string(index=False))  # the human summary at the end of `mlflow run . -e main`
+    for key, value in sorted(tags.items()):
+        print(f"{key} = {value}")
+    return run.info.run_id
+
+
+if __name__ == "__main__":
+    main()
