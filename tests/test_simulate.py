@@ -1,0 +1,198 @@
+"""The simulate step's logic: traffic, slates, serving, outcomes, truth, readout (stand-in routers, no MLflow)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from steps import traffic
+from steps.abstats import AnalysisConfig
+from steps.click_model import fit_click_model
+from steps.experiment import ExperimentSpec, run_experiment
+from steps.readout import analyse, write_readout
+from tests.fixtures_simulate import StandInRouter, item_hash_score, prepared_data
+
+
+def _spec(**overrides) -> ExperimentSpec:
+    values = dict(
+        environment="synthetic", days=4, users_per_day=0, k=5, n_unseen=10, seed=0, alpha=0.05, split=0.5
+    )
+    return ExperimentSpec(**{**values, **overrides})
+
+
+def test_arrivals_in_test_period_order_each_user_once(small_prepared):
+    test = small_prepared.test
+    requests = traffic.arrivals(test, days=4, users_per_day=0, rng=np.random.default_rng(0))
+    first_seen = test.groupby("user_id")["timestamp"].min().sort_values(kind="stable")
+    assert requests["user_id"].tolist() == first_seen.index.tolist()
+    assert requests["day"].is_monotonic_increasing and set(requests["day"]) == {1, 2, 3, 4}
+    assert requests["request_id"].is_unique
+
+
+def test_arrivals_with_users_per_day_lets_users_return(small_prepared):
+    requests = traffic.arrivals(small_prepared.test, days=5, users_per_day=20, rng=np.random.default_rng(0))
+    assert requests.groupby("day").size().tolist() == [20] * 5
+    assert requests.groupby("day")["user_id"].nunique().tolist() == [20] * 5
+    assert requests["user_id"].value_counts().max() > 1
+    with pytest.raises(ValueError, match="users_per_day must be >= 0"):
+        traffic.arrivals(small_prepared.test, days=5, users_per_day=-1, rng=np.random.default_rng(0))
+
+
+def test_candidate_slates_hold_logged_items_and_never_rated_ones(small_prepared):
+    data = small_prepared
+    everything = pd.concat([data.train, data.val, data.test])
+    requests = traffic.arrivals(data.test, days=2, users_per_day=0, rng=np.random.default_rng(0))
+    slates = traffic.candidate_slates(
+        requests,
+        test=data.test,
+        rated=everything,
+        item_ids=data.items["item_id"].to_numpy(),
+        n_unseen=5,
+        rng=np.random.default_rng(1),
+    )
+    for user_id, slate in slates.groupby("user_id"):
+        logged = data.test[data.test["user_id"] == user_id].set_index("item_id")["label"]
+        assert slate.loc[slate["logged"], "item_id"].tolist() == logged.index.tolist()
+        assert slate.loc[slate["logged"], "logged_label"].tolist() == logged.tolist()
+        unseen = slate.loc[~slate["logged"], "item_id"]
+        assert len(unseen) == 5 and unseen.is_unique
+        rated = set(everything.loc[everything["user_id"] == user_id, "item_id"])
+        assert not rated & set(unseen)
+        assert (slate.loc[~slate["logged"], "logged_label"] == 0).all()
+
+
+def test_serve_shows_the_top_k_of_the_assigned_policy():
+    slates = pd.DataFrame(
+        {
+            "request_id": [0] * 4 + [1] * 3,
+            "day": 1,
+            "user_id": [5] * 4 + [6] * 3,
+            "item_id": [1, 2, 3, 4, 1, 2, 3],
+            "logged_label": [1, 0, 1, 0, 0, 1, 0],
+            "logged": True,
+        }
+    )
+    # A shows the highest item ids, B the lowest
+    router = StandInRouter(lambda u, i: i.astype(float), lambda u, i: -i.astype(float))
+    shown = traffic.serve(slates, router, k=2)
+    assert shown.groupby("request_id").size().tolist() == [2, 2]
+    for _, rows in shown.groupby("request_id"):
+        candidates = sorted(slates.loc[slates["user_id"] == rows["user_id"].iloc[0], "item_id"])
+        expected = candidates[::-1][:2] if rows["policy"].iloc[0] == "A" else candidates[:2]
+        assert rows.sort_values("position")["item_id"].tolist() == expected
+
+
+def test_serve_rejects_a_router_that_is_not_sticky():
+    slates = pd.DataFrame(
+        {"request_id": [0, 1], "day": 1, "user_id": [5, 5], "item_id": [1, 2], "logged_label": 0, "logged": True}
+    )
+
+    def flip(pairs, params):
+        out = StandInRouter(item_hash_score, item_hash_score)(pairs, params)
+        return out.assign(policy=["A", "B"])
+
+    with pytest.raises(ValueError, match="sticky"):
+        traffic.serve(slates, flip, k=1)
+
+
+def test_replay_clicks_are_logged_positives_and_unseen_never_click():
+    shown = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [1, 2, 3], "logged_label": [1, 0, 0]})
+    outcome = traffic.draw_outcomes(shown, "replay", rng=np.random.default_rng(0))
+    assert outcome["click"].tolist() == [1, 0, 0]
+    with pytest.raises(ValueError, match="environment must be one of"):
+        traffic.draw_outcomes(shown, "live", rng=np.random.default_rng(0))
+
+
+def test_click_model_learns_the_labels_and_handles_unseen_ids(small_prepared):
+    data = small_prepared
+    everything = pd.concat([data.train, data.val, data.test], ignore_index=True)
+    model = fit_click_model(everything, data.items)
+    p = model.probability(everything["user_id"].to_numpy(), everything["item_id"].to_numpy())
+    assert roc_auc_score(everything["label"], p) > 0.75
+    unseen = model.probability(np.array([10_000]), np.array([20_000]))
+    assert unseen[0] == pytest.approx(1 / (1 + np.exp(-model.intercept)))
+
+
+def test_synthetic_experiment_knows_the_truth_and_b_wins_when_b_ranks_by_it():
+    data = prepared_data(n_users=300, n_items=60, n_ratings=6000, seed=3)
+    everything = pd.concat([data.train, data.val, data.test], ignore_index=True)
+    truth_model = fit_click_model(everything, data.items)
+    router = StandInRouter(item_hash_score, truth_model.probability)
+    outcome = run_experiment(data, router, _spec(k=3, n_unseen=20, days=5))
+    readout = outcome.readout
+    assert readout.truth["ctr_B"] > readout.truth["ctr_A"]
+    assert readout.arms["users"].sum() == data.test["user_id"].nunique()
+    assert len(readout.daily) == 5 and readout.daily["users_A"].is_monotonic_increasing
+    assert not readout.srm.flagged
+    assert readout.cuped.absolute.ci_low > 0
+    assert readout.decision.startswith("Ship policy B")
+    # the observed CTR of each arm is close to its true CTR
+    by_arm = readout.arms.set_index("arm")
+    for arm in ("A", "B"):
+        assert abs(by_arm.loc[arm, "ctr"] - readout.truth[f"ctr_{arm}"]) < 4 * by_arm.loc[arm, "ctr_se"] + 0.02
+
+
+def test_aa_experiment_has_no_true_lift_and_no_decision(small_prepared):
+    router = StandInRouter(item_hash_score, item_hash_score)
+    readout = run_experiment(small_prepared, router, _spec()).readout
+    assert readout.truth["lift_abs"] == 0.0
+    assert readout.stop_day is None
+    assert readout.decision.startswith("No significant difference")
+
+
+def test_readout_flags_srm_when_b_loses_users():
+    rng = np.random.default_rng(0)
+    users = np.arange(20_000)
+    policy = np.where(rng.random(users.size) < 0.5, "B", "A")
+    user_days = pd.DataFrame(
+        {
+            "day": 1 + users % 3,
+            "user_id": users,
+            "policy": policy,
+            "requests": 1,
+            "impressions": 10,
+            "clicks": rng.binomial(10, 0.1, users.size),
+        }
+    )
+    config = AnalysisConfig(sequential_tuning=20_000)
+    clean = analyse(user_days, pd.Series(dtype=float), config=config, days=3, environment="replay")
+    assert not clean.srm.flagged
+    dropped = user_days[~((user_days["policy"] == "B") & (rng.random(len(user_days)) < 0.05))]
+    broken = analyse(dropped, pd.Series(dtype=float), config=config, days=3, environment="replay")
+    assert broken.srm.flagged and broken.decision.startswith("Do not decide: sample ratio mismatch")
+
+
+def test_readout_artifacts_and_headline(tmp_path, small_prepared):
+    router = StandInRouter(item_hash_score, lambda u, i: 1 - item_hash_score(u, i))
+    readout = run_experiment(small_prepared, router, _spec(environment="replay")).readout
+    paths = write_readout(readout, tmp_path)
+    assert {p.name for p in paths} == {"readout.html", "readout.json", "daily.csv", "arms.csv", "guardrails.csv"}
+    page = (tmp_path / "readout.html").read_text()
+    for heading in (
+        "Decision",
+        "Lift of B over A",
+        "Sequential monitoring",
+        "Sample ratio mismatch",
+        "Guardrails",
+    ):
+        assert heading in page
+    assert page.count("data:image/png;base64") == 4
+    summary = json.loads((tmp_path / "readout.json").read_text())
+    assert summary["decision"] == readout.decision and summary["environment"] == "replay"
+    headline = readout.headline()
+    assert {"srm_p_value", "users_A", "users_B", "ctr_A", "ctr_B", "cold_share_B"} <= set(headline)
+    assert headline["users_A"] + headline["users_B"] == small_prepared.test["user_id"].nunique()
+    assert all(np.isfinite(v) for v in headline.values())
+    guardrails = readout.guardrails.set_index("arm")
+    assert 0 < guardrails.loc["A", "cold_item_share"] < 1
+
+
+def test_experiment_spec_validates_the_design():
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        _spec(split=1.0)
+    with pytest.raises(ValueError, match="environment must be one of"):
+        _spec(environment="live")
