@@ -13,7 +13,13 @@ import pytest
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
-pytest_plugins: list[str] = ["tests.fixtures_features", "tests.fixtures_models", "tests.fixtures_router"]
+pytest_plugins: list[str] = [
+    "tests.fixtures_data",
+    "tests.fixtures_features",
+    "tests.fixtures_models",
+    "tests.fixtures_router",
+    "tests.fixtures_simulate",
+]
 
 
 def _point_mlflow_at(root: Path, experiment: str) -> str:
