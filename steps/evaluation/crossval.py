@@ -1,0 +1,139 @@
+"""K-fold cross-validation of both policies, retrained with their logged parameters.
+
+The held-out test split is left alone: the folds cut the training and validation rows. For each fold, the
+history features are rebuilt from that fold's training part only (``steps.features.build_features``), a slice of
+the training part is kept aside for policy B's early stopping (as ``train_b`` uses the validation split), both
+policies are refit through ``steps.policies.fit_policy`` and scored on the held-out fold. The paired per-fold
+differences are tested with the Nadeau-Bengio corrected resampled t-test, because fold results share training
+rows and the plain paired t-test is too confident.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.model_selection import KFold, train_test_split
+
+from ab_router.schema import FEATURE_COLUMNS
+from steps.evaluation.metrics import EvalRows, higher_is_better, point_metrics, policy_statistics
+
+log = logging.getLogger(__name__)
+
+# Share of a fold's training part kept aside for policy B's early stopping.
+EARLY_STOPPING_SHARE = 0.1
+
+FeatureBuilder = Callable[..., Any]  # steps.features.build_features
+PolicyFitter = Callable[..., Any]  # steps.policies.fit_policy
+
+
+@dataclass(frozen=True)
+class CrossValidationResult:
+    """Per-fold metrics (long: fold, policy, metric, value) and the paired summary per metric."""
+
+    folds: pd.DataFrame
+    summary: pd.DataFrame
+
+
+def corrected_paired_t_test(differences: np.ndarray, *, test_train_ratio: float) -> tuple[float, float]:
+    """Nadeau & Bengio (2003): t and two-sided p of the mean per-fold difference, variance inflated by n2/n1.
+
+    The plain paired t-test treats the K fold results as independent; they are not (the training parts overlap),
+    so the variance is multiplied by (1/K + n_test/n_train) instead of 1/K.
+    """
+    differences = np.asarray(differences, dtype=float)
+    k = len(differences)
+    if k < 2:
+        return float("nan"), float("nan")
+    variance = differences.var(ddof=1)
+    if variance == 0:
+        return (0.0, 1.0) if differences.mean() == 0 else (float(np.sign(differences.mean()) * np.inf), 0.0)
+    t = differences.mean() / np.sqrt((1.0 / k + test_train_ratio) * variance)
+    return float(t), float(2.0 * stats.t.sf(abs(t), df=k - 1))
+
+
+def cross_validate(
+    data: pd.DataFrame,
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    *,
+    params_a: Mapping[str, Any],
+    params_b: Mapping[str, Any],
+    n_folds: int,
+    seed: int,
+    k: int,
+    metrics: Sequence[str],
+    build_features: FeatureBuilder,
+    fit_policy: PolicyFitter,
+) -> CrossValidationResult:
+    """Refit A and B on ``n_folds`` folds of ``data`` (interaction columns + label) and score each held-out fold.
+
+    ``build_features`` and ``fit_policy`` are passed in (the real ones are ``steps.features.build_features`` and
+    ``steps.policies.fit_policy``) so this module stays importable and testable on its own.
+    """
+    if n_folds < 2:
+        raise ValueError(f"cross-validation needs n_folds >= 2, got {n_folds} (0 or 1 disables it upstream)")
+    if len(data) < 10 * n_folds:
+        raise ValueError(
+            f"cross-validation needs at least {10 * n_folds} rows for {n_folds} folds, got {len(data)}"
+        )
+    raw = data.drop(columns=[c for c in FEATURE_COLUMNS if c in data.columns]).reset_index(drop=True)
+    folds = KFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    records = []
+    for fold, (fit_rows, held_rows) in enumerate(folds.split(raw)):
+        fit_part, held_out = raw.iloc[fit_rows], raw.iloc[held_rows].reset_index(drop=True)
+        inner_train, inner_val = train_test_split(
+            fit_part, test_size=EARLY_STOPPING_SHARE, random_state=seed + fold, shuffle=True
+        )
+        tables = build_features(
+            {
+                "train": inner_train.reset_index(drop=True),
+                "val": inner_val.reset_index(drop=True),
+                "test": held_out,
+            },
+            users,
+            items,
+            seed=seed,
+        )
+        train, val, test = (tables.splits[s] for s in ("train", "val", "test"))
+        rows = EvalRows.from_frame(test)
+        for policy, params in (("A", params_a), ("B", params_b)):
+            fitted = fit_policy(policy, train, val, params=params)
+            values = point_metrics(policy_statistics(rows, fitted.predict(test), k=k), metrics)
+            records += [{"fold": fold, "policy": policy, "metric": m, "value": v} for m, v in values.items()]
+        log.info("cross-validation fold %d/%d done (%d held-out rows)", fold + 1, n_folds, len(test))
+    per_fold = pd.DataFrame.from_records(records)
+    return CrossValidationResult(
+        folds=per_fold, summary=summarise_folds(per_fold, metrics, test_train_ratio=1.0 / (n_folds - 1))
+    )
+
+
+def summarise_folds(per_fold: pd.DataFrame, metrics: Sequence[str], *, test_train_ratio: float) -> pd.DataFrame:
+    """Mean ± std of A, B and the paired difference B − A per metric, with the corrected t-test."""
+    wide = per_fold.pivot_table(index=["metric", "fold"], columns="policy", values="value")
+    rows = []
+    for metric in metrics:
+        folds = wide.loc[metric]
+        difference = (folds["B"] - folds["A"]).to_numpy()
+        t, p = corrected_paired_t_test(difference, test_train_ratio=test_train_ratio)
+        rows.append(
+            {
+                "metric": metric,
+                "n_folds": len(folds),
+                "a_mean": folds["A"].mean(),
+                "a_std": folds["A"].std(ddof=1),
+                "b_mean": folds["B"].mean(),
+                "b_std": folds["B"].std(ddof=1),
+                "diff_mean": difference.mean(),
+                "diff_std": difference.std(ddof=1),
+                "b_better_folds": int(np.sum(difference > 0 if higher_is_better(metric) else difference < 0)),
+                "t_corrected": t,
+                "p_value": p,
+            }
+        )
+    return pd.DataFrame(rows)
