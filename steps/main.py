@@ -57,19 +57,24 @@ def user_parameters(namespace_values: Mapping[str, object]) -> dict[str, str]:
 def check_user_parameters(user_params: Mapping[str, str], steps: Sequence[Step]) -> None:
     """Fail before any step runs when a set parameter reaches no step or has the wrong type for one."""
     for name, value in user_params.items():
-        takers = [s.entry_point for s in steps if name in entry_point_parameters(s.entry_point)]
+        takers = [
+            (step.entry_point, step_name)
+            for step in steps
+            for step_name in entry_point_parameters(step.entry_point)
+            if step.main_name(step_name) == name
+        ]
         if not takers:
             raise ValueError(
                 f"parameter {name}={value!r} is taken by no step of this pipeline "
                 f"({[s.entry_point for s in steps]}); remove it or add the step to MLproject"
             )
-        for entry in takers:
-            kind = entry_point_parameters(entry)[name].get("type", "string")
+        for entry, step_name in takers:
+            kind = entry_point_parameters(entry)[step_name].get("type", "string")
             try:
                 _NUMERIC.get(kind, str)(value)
             except ValueError:
                 raise ValueError(
-                    f"parameter {name} must be {kind} (as step {entry} declares), got {value!r}"
+                    f"parameter {name} must be {kind} (as {entry}'s {step_name} declares), got {value!r}"
                 ) from None
 
 

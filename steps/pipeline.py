@@ -28,7 +28,7 @@ import shlex
 import subprocess
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import mlflow
@@ -62,6 +62,16 @@ class Step:
     upstream: tuple[str, ...] = ()
     # Registers models or moves aliases: an older run's effects may have been overwritten since.
     side_effects: bool = False
+    # main's name -> this step's name, for a step parameter whose name means something else in main
+    # (router's `split` is the share of users sent to B; main's `split` is prepare's split mode).
+    renames: Mapping[str, str] = field(default_factory=dict)
+
+    def main_name(self, step_name: str) -> str | None:
+        """The main parameter feeding ``step_name`` (None: main's same-named parameter means something else)."""
+        for main_param, target in self.renames.items():
+            if target == step_name:
+                return main_param
+        return None if step_name in self.renames else step_name
 
 
 PIPELINE: tuple[Step, ...] = (
@@ -70,7 +80,7 @@ PIPELINE: tuple[Step, ...] = (
     Step("train_b", upstream=("prepare",)),
     Step("evaluate", upstream=("prepare", "train_a", "train_b")),
     Step("register", upstream=("train_a", "train_b", "evaluate"), side_effects=True),
-    Step("router", upstream=("prepare", "register"), side_effects=True),
+    Step("router", upstream=("prepare", "register"), side_effects=True, renames={"router_split": "split"}),
     Step("simulate", upstream=("prepare", "router")),
 )
 
@@ -84,10 +94,7 @@ def active_steps(available: Collection[str], pipeline: Sequence[Step] = PIPELINE
     """The pipeline's steps whose entry points exist, with upstream references to missing steps dropped."""
     present = [step for step in pipeline if step.entry_point in available]
     names = {step.entry_point for step in present}
-    return [
-        Step(step.entry_point, tuple(u for u in step.upstream if u in names), step.side_effects)
-        for step in present
-    ]
+    return [replace(step, upstream=tuple(u for u in step.upstream if u in names)) for step in present]
 
 
 def stored_value(value: object) -> str:
@@ -102,7 +109,11 @@ def step_parameters(
     upstream_runs: Mapping[str, str],
 ) -> dict[str, str]:
     """What main passes to a step: the user-set parameters it declares, plus its upstream run ids."""
-    passed = {name: value for name, value in user_params.items() if name in declared}
+    passed = {}
+    for name in declared:
+        main_name = step.main_name(name)
+        if main_name is not None and main_name in user_params:
+            passed[name] = user_params[main_name]
     for upstream in step.upstream:
         name = upstream_parameter(upstream)
         if name in declared:

@@ -25,6 +25,7 @@ from steps.pipeline import (
     parse_bool,
     resolve_env_manager,
     run_pipeline,
+    step_parameters,
     stored_value,
 )
 
@@ -212,6 +213,13 @@ def test_active_steps_drop_missing_entry_points() -> None:
     assert [s.entry_point for s in steps] == ["prepare", "train_b", "evaluate"]
     assert steps[2].upstream == ("prepare", "train_b")
     assert [s.entry_point for s in PIPELINE][:3] == ["prepare", "train_a", "train_b"]
+
+
+def test_renamed_parameter_reaches_only_its_step() -> None:
+    router = Step("router", renames={"router_split": "split"})
+    user = {"split": "autoint", "router_split": "0.2", "seed": "7"}
+    assert step_parameters(router, ["split", "salt"], user, {}) == {"split": "0.2"}
+    assert step_parameters(Step("prepare"), ["split", "seed"], user, {}) == {"split": "autoint", "seed": "7"}
 
 
 def test_env_manager_resolution() -> None:
