@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -86,19 +87,23 @@ def write_prepared(
         raise FileExistsError(f"{out_dir} already exists; write_prepared makes a fresh output folder")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.staging-"))
-    processed = staging / PROCESSED_DIR
-    feature_dir = staging / FEATURE_TABLES_DIR
-    processed.mkdir()
-    feature_dir.mkdir()
-    for name, frame in features.splits.items():
-        frame.reset_index(drop=True).to_parquet(processed / f"{name}.parquet", index=False)
-    tables.users.to_parquet(processed / USERS_FILE, index=False)
-    tables.items.to_parquet(processed / ITEMS_FILE, index=False)
-    features.user_features.to_parquet(feature_dir / USER_FEATURES_FILE, index=False)
-    features.item_features.to_parquet(feature_dir / ITEM_FEATURES_FILE, index=False)
-    (feature_dir / FEATURE_DEFAULTS_FILE).write_text(json.dumps(features.defaults, indent=2, sort_keys=True))
-    (staging / PROFILE_FILE).write_text(json.dumps(profile, indent=2, sort_keys=True))
-    os.replace(staging, out_dir)
+    try:
+        processed = staging / PROCESSED_DIR
+        feature_dir = staging / FEATURE_TABLES_DIR
+        processed.mkdir()
+        feature_dir.mkdir()
+        for name, frame in features.splits.items():
+            frame.reset_index(drop=True).to_parquet(processed / f"{name}.parquet", index=False)
+        tables.users.to_parquet(processed / USERS_FILE, index=False)
+        tables.items.to_parquet(processed / ITEMS_FILE, index=False)
+        features.user_features.to_parquet(feature_dir / USER_FEATURES_FILE, index=False)
+        features.item_features.to_parquet(feature_dir / ITEM_FEATURES_FILE, index=False)
+        (feature_dir / FEATURE_DEFAULTS_FILE).write_text(json.dumps(features.defaults, indent=2, sort_keys=True))
+        (staging / PROFILE_FILE).write_text(json.dumps(profile, indent=2, sort_keys=True))
+        os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return out_dir
 
 
@@ -143,7 +148,7 @@ def _log_inputs(splits: Mapping[str, pd.DataFrame], *, params, acquired: Acquire
                 name=f"{params.dataset}-{params.split}-{name}",
                 targets=LABEL,
             )
-        mlflow.log_input(dataset, context=name)
+            mlflow.log_input(dataset, context=name)
 
 
 def _profile_metrics(profile: Mapping[str, object]) -> dict[str, float]:

@@ -19,6 +19,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures_models",
     "tests.fixtures_router",
     "tests.fixtures_simulate",
+    "tests.fixtures_team",
 ]
 
 
