@@ -1,0 +1,175 @@
+"""The served A/B router: a pyfunc model that assigns each request's user to policy A or B and scores the item.
+
+Input: one row per (user_id, item_id) pair to score, both ``long``; any extra column is dropped by MLflow's schema
+enforcement. Output, one row per input row in the same order:
+
+    user_id, item_id, policy ("A"/"B"), model_name, model_version, score (P(positive) from the user's policy),
+    bucket (the user's assignment bucket), cold_user, cold_item (the lookup fell back to defaults)
+
+Everything it needs travels with it as model artifacts: both policy models (``models:/<name>@PolicyA`` /
+``@PolicyB``, downloaded by MLflow when the router is logged, so moving an alias needs a re-logged router), the
+feature look-up tables of the `prepare` run, and this package as code. The assignment rule and the bundled policy
+versions are in the model config.
+
+Inference params (QA only): ``split`` overrides the share of users sent to B for that request, ``force_policy``
+("A"/"B"; "" = no forcing) sends every row to one arm. Invalid values are rejected with HTTP 400.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
+
+from ab_router.assignment import ARMS, AssignmentConfig, assign_arms, check_split
+from ab_router.features import assemble_features
+from ab_router.policy import positive_scores
+from ab_router.schema import ITEM_ID, USER_ID, to_feature_frame
+
+log = logging.getLogger(__name__)
+
+# Keys of the router's artifacts (paths or models:/ URIs given at log time) and of its model config.
+POLICY_ARTIFACTS: dict[str, str] = {"A": "policy_a", "B": "policy_b"}
+USER_FEATURES_ARTIFACT = "user_features"
+ITEM_FEATURES_ARTIFACT = "item_features"
+FEATURE_DEFAULTS_ARTIFACT = "feature_defaults"
+
+OUTPUT_COLUMNS: tuple[str, ...] = (
+    USER_ID,
+    ITEM_ID,
+    "policy",
+    "model_name",
+    "model_version",
+    "score",
+    "bucket",
+    "cold_user",
+    "cold_item",
+)
+
+
+def router_config(assignment: AssignmentConfig, *, versions: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
+    """The model config the router is logged with: the assignment rule and, per arm, (model name, version)."""
+    missing = [arm for arm in ARMS if arm not in versions]
+    if missing:
+        raise ValueError(
+            f"versions must name a (model_name, model_version) for arms {list(ARMS)}; missing {missing}"
+        )
+    return {
+        "split": assignment.split,
+        "salt": assignment.salt,
+        "assignment": assignment.assignment,
+        "arms": {
+            arm: {"model_name": str(versions[arm][0]), "model_version": str(versions[arm][1])} for arm in ARMS
+        },
+    }
+
+
+def router_signature(*, split: float) -> ModelSignature:
+    """Input/output schema and the inference params (``split`` defaults to the configured split)."""
+    inputs = Schema([ColSpec(DataType.long, USER_ID), ColSpec(DataType.long, ITEM_ID)])
+    outputs = Schema(
+        [
+            ColSpec(DataType.long, USER_ID),
+            ColSpec(DataType.long, ITEM_ID),
+            ColSpec(DataType.string, "policy"),
+            ColSpec(DataType.string, "model_name"),
+            ColSpec(DataType.string, "model_version"),
+            ColSpec(DataType.double, "score"),
+            ColSpec(DataType.long, "bucket"),
+            ColSpec(DataType.boolean, "cold_user"),
+            ColSpec(DataType.boolean, "cold_item"),
+        ]
+    )
+    params = ParamSchema(
+        [ParamSpec("split", DataType.double, float(split)), ParamSpec("force_policy", DataType.string, "")]
+    )
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
+
+
+def _bad_request(message: str) -> MlflowException:
+    # INVALID_PARAMETER_VALUE is what the scoring server turns into HTTP 400.
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+class ABRouterModel(mlflow.pyfunc.PythonModel):
+    """Sticky A/B assignment by user, then the assigned policy's score for each (user, item) row."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        """Load both policies and the feature tables from the router's artifacts; read the config."""
+        config = dict(context.model_config or {})
+        self.assignment = AssignmentConfig(
+            split=float(config["split"]), salt=str(config["salt"]), assignment=config["assignment"]
+        )
+        self.arms: dict[str, dict[str, str]] = config["arms"]
+        artifacts = context.artifacts
+        self.policies = {arm: mlflow.pyfunc.load_model(artifacts[key]) for arm, key in POLICY_ARTIFACTS.items()}
+        self.user_features = pd.read_parquet(artifacts[USER_FEATURES_ARTIFACT])
+        self.item_features = pd.read_parquet(artifacts[ITEM_FEATURES_ARTIFACT])
+        self.feature_defaults = json.loads(Path(artifacts[FEATURE_DEFAULTS_ARTIFACT]).read_text())
+        log.info("router loaded: %s, arms %s", self.assignment, self.arms)
+
+    def _resolve_params(self, params: Mapping[str, Any] | None) -> tuple[AssignmentConfig, str]:
+        params = dict(params or {})
+        force_policy = params.get("force_policy") or ""
+        if force_policy not in ("", *ARMS):
+            raise _bad_request(f"param force_policy must be one of {['', *ARMS]}, got {force_policy!r}")
+        split = params.get("split")
+        if split is None or float(split) == self.assignment.split:
+            return self.assignment, force_policy
+        try:
+            split = check_split(split)
+        except ValueError as exc:
+            raise _bad_request(f"param {exc}") from None
+        if self.assignment.assignment == "modulo":
+            raise _bad_request(
+                f"param split cannot override a 'modulo' router (fixed 50/50 by user_id % 2), got {split}"
+            )
+        return AssignmentConfig(split=split, salt=self.assignment.salt, assignment="hash"), force_policy
+
+    def predict(
+        self,
+        context: mlflow.pyfunc.PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        """Route and score each (user_id, item_id) row; see the module docstring for the columns."""
+        missing = [c for c in (USER_ID, ITEM_ID) if c not in model_input.columns]
+        if missing:
+            raise _bad_request(f"router input is missing columns {missing}; it needs {[USER_ID, ITEM_ID]} (long)")
+        assignment, force_policy = self._resolve_params(params)
+        pairs = model_input.loc[:, [USER_ID, ITEM_ID]].reset_index(drop=True)
+        assigned = assign_arms(pairs[USER_ID].to_numpy(), assignment)
+        policy = np.full(len(pairs), force_policy) if force_policy else assigned.policy
+        features = assemble_features(pairs, self.user_features, self.item_features, self.feature_defaults)
+        scores = np.full(len(pairs), np.nan)
+        # Each policy scores only its own rows: the router costs one model call per arm, not two per row.
+        for arm in ARMS:
+            rows = policy == arm
+            if rows.any():
+                scores[rows] = positive_scores(self.policies[arm], to_feature_frame(features.loc[rows]))
+        names = np.array([self.arms[arm]["model_name"] for arm in ARMS], dtype=object)
+        versions = np.array([self.arms[arm]["model_version"] for arm in ARMS], dtype=object)
+        arm_index = (policy == ARMS[1]).astype(np.int64)
+        return pd.DataFrame(
+            {
+                USER_ID: features[USER_ID].to_numpy(dtype=np.int64),
+                ITEM_ID: features[ITEM_ID].to_numpy(dtype=np.int64),
+                "policy": policy.astype(object),
+                "model_name": names[arm_index],
+                "model_version": versions[arm_index],
+                "score": scores,
+                "bucket": assigned.bucket,
+                "cold_user": features["cold_user"].to_numpy(dtype=bool),
+                "cold_item": features["cold_item"].to_numpy(dtype=bool),
+            }
+        )

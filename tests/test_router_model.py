@@ -1,0 +1,211 @@
+"""The router pyfunc on its own (saved to a directory, no registry): routing, scores, cold start, params, speed."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+
+import ab_router
+from ab_router.assignment import AssignmentConfig, assign_arms
+from ab_router.features import assemble_features
+from ab_router.model import (
+    FEATURE_DEFAULTS_ARTIFACT,
+    ITEM_FEATURES_ARTIFACT,
+    OUTPUT_COLUMNS,
+    USER_FEATURES_ARTIFACT,
+    ABRouterModel,
+    router_config,
+    router_signature,
+)
+from ab_router.policy import positive_scores
+from ab_router.schema import to_feature_frame
+from steps.config import FEATURE_DEFAULTS_FILE, ITEM_FEATURES_FILE, USER_FEATURES_FILE
+from tests.fixtures_router import (
+    REQUIREMENTS,
+    SKOPS_TRUSTED,
+    fit_handmade_policies,
+    handmade_tables,
+    random_pairs,
+    write_feature_tables,
+)
+
+SALT = "test-salt"
+VERSIONS = {"A": ("policies", "3"), "B": ("policies", "4")}
+
+
+def save_router(directory: Path, tables, policies: dict[str, Path], assignment: AssignmentConfig) -> Path:
+    """Save a router pyfunc to ``directory`` from local policy model dirs and feature tables."""
+    features = write_feature_tables(tables, directory.parent / f"{directory.name}-features")
+    mlflow.pyfunc.save_model(
+        str(directory),
+        python_model=ABRouterModel(),
+        artifacts={
+            "policy_a": str(policies["A"]),
+            "policy_b": str(policies["B"]),
+            USER_FEATURES_ARTIFACT: str(features / USER_FEATURES_FILE),
+            ITEM_FEATURES_ARTIFACT: str(features / ITEM_FEATURES_FILE),
+            FEATURE_DEFAULTS_ARTIFACT: str(features / FEATURE_DEFAULTS_FILE),
+        },
+        model_config=router_config(assignment, versions=VERSIONS),
+        code_paths=[str(Path(ab_router.__file__).parent)],
+        signature=router_signature(split=assignment.split),
+        pip_requirements=REQUIREMENTS,
+    )
+    return directory
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory):
+    """(tables, loaded policy pyfuncs, router dir for hash/0.5, router dir for modulo)."""
+    root = tmp_path_factory.mktemp("router-model")
+    tables, _, _ = handmade_tables()
+    policy_a, policy_b = fit_handmade_policies(tables)
+    mlflow.sklearn.save_model(
+        policy_a,
+        str(root / "policy_a"),
+        pyfunc_predict_fn="predict_proba",
+        skops_trusted_types=SKOPS_TRUSTED,
+        pip_requirements=REQUIREMENTS,
+    )
+    mlflow.lightgbm.save_model(policy_b, str(root / "policy_b"), pip_requirements=REQUIREMENTS)
+    policies = {"A": root / "policy_a", "B": root / "policy_b"}
+    hashed = save_router(root / "router", tables, policies, AssignmentConfig(0.5, SALT, "hash"))
+    modulo = save_router(root / "router-modulo", tables, policies, AssignmentConfig(0.5, SALT, "modulo"))
+    loaded = {arm: mlflow.pyfunc.load_model(str(path)) for arm, path in policies.items()}
+    return tables, loaded, hashed, modulo
+
+
+@pytest.fixture(scope="module")
+def router(saved) -> mlflow.pyfunc.PyFuncModel:
+    return mlflow.pyfunc.load_model(str(saved[2]))
+
+
+def test_each_row_gets_its_users_arm_and_that_policys_score(saved, router) -> None:
+    tables, policies, _, _ = saved
+    pairs = random_pairs(tables, 400)
+    out = router.predict(pairs)
+    assert list(out.columns) == list(OUTPUT_COLUMNS)
+    assert out["user_id"].tolist() == pairs["user_id"].tolist()
+    assert out["item_id"].tolist() == pairs["item_id"].tolist()
+    expected = assign_arms(pairs["user_id"], AssignmentConfig(0.5, SALT, "hash"))
+    assert out["policy"].tolist() == expected.policy.tolist()
+    assert out["bucket"].tolist() == expected.bucket.tolist()
+    assert {"A", "B"} == set(out["policy"])
+    features = assemble_features(pairs, tables.user_features, tables.item_features, tables.defaults)
+    for arm, (name, version) in VERSIONS.items():
+        rows = (out["policy"] == arm).to_numpy()
+        np.testing.assert_allclose(
+            out.loc[rows, "score"], positive_scores(policies[arm], to_feature_frame(features[rows])), rtol=1e-12
+        )
+        assert set(out.loc[rows, "model_name"]) == {name}
+        assert set(out.loc[rows, "model_version"]) == {version}
+    assert out["score"].between(0, 1).all()
+
+
+def test_unknown_user_and_item_get_defaults_and_flags_never_an_error(saved, router) -> None:
+    tables = saved[0]
+    known_user, known_item = (
+        int(tables.user_features["user_id"].iloc[0]),
+        int(tables.item_features["item_id"].iloc[0]),
+    )
+    pairs = pd.DataFrame(
+        {"user_id": [known_user, 987_654, known_user, 987_654], "item_id": [known_item] * 2 + [55_555] * 2}
+    )
+    out = router.predict(pairs)
+    warm_user = bool(tables.user_features["user_count"].iloc[0] > 0)
+    warm_item = bool(tables.item_features["item_count"].iloc[0] > 0)
+    assert out["cold_user"].tolist() == [not warm_user, True, not warm_user, True]
+    assert out["cold_item"].tolist() == [not warm_item, not warm_item, True, True]
+    assert np.isfinite(out["score"]).all()
+    # Two unseen users on the same (unseen) item in the same arm get the same, default-feature score.
+    twins = router.predict(pd.DataFrame({"user_id": [987_654, 987_654], "item_id": [55_555, 66_666]}))
+    assert twins["score"].nunique() == 1
+
+
+def test_force_policy_sends_every_row_to_one_arm(saved, router) -> None:
+    tables = saved[0]
+    pairs = random_pairs(tables, 200, seed=1)
+    for arm in ("A", "B"):
+        out = router.predict(pairs, params={"force_policy": arm})
+        assert set(out["policy"]) == {arm}
+        assert set(out["model_version"]) == {VERSIONS[arm][1]}
+
+
+def test_split_param_overrides_the_configured_split(saved, router) -> None:
+    pairs = random_pairs(saved[0], 300, seed=2)
+    assert set(router.predict(pairs, params={"split": 1.0})["policy"]) == {"B"}
+    assert set(router.predict(pairs, params={"split": 0.0})["policy"]) == {"A"}
+    low = router.predict(pairs, params={"split": 0.2})
+    expected = assign_arms(pairs["user_id"], AssignmentConfig(0.2, SALT, "hash")).policy
+    assert low["policy"].tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"split": 1.5}, r"split .*must be a number in \[0, 1\], got 1.5"),
+        ({"force_policy": "C"}, r"force_policy must be one of \['', 'A', 'B'\], got 'C'"),
+    ],
+)
+def test_invalid_params_are_rejected(saved, router, params: dict, message: str) -> None:
+    with pytest.raises(MlflowException, match=message):
+        router.predict(random_pairs(saved[0], 5), params=params)
+
+
+def test_missing_column_is_rejected_naming_it(router) -> None:
+    with pytest.raises(MlflowException, match="item_id"):
+        router.predict(pd.DataFrame({"user_id": [1, 2]}))
+
+
+def test_modulo_router_reproduces_the_seed_rule(saved) -> None:
+    router = mlflow.pyfunc.load_model(str(saved[3]))
+    pairs = random_pairs(saved[0], 300, seed=3)
+    out = router.predict(pairs)
+    assert out["policy"].tolist() == np.where(pairs["user_id"] % 2 == 0, "A", "B").tolist()
+    with pytest.raises(MlflowException, match="cannot override a 'modulo' router"):
+        router.predict(pairs, params={"split": 0.3})
+
+
+def test_ten_thousand_rows_are_routed_fast(saved, router) -> None:
+    pairs = random_pairs(saved[0], 10_000, seed=4)
+    router.predict(pairs.head(10))
+    start = time.perf_counter()
+    out = router.predict(pairs)
+    elapsed = time.perf_counter() - start
+    assert len(out) == 10_000
+    assert elapsed < 1.0, f"10,000 rows took {elapsed:.3f} s"
+
+
+def test_router_loads_in_a_fresh_process_without_the_project_on_the_path(saved, tmp_path: Path) -> None:
+    code = (
+        "import sys, mlflow, pandas as pd; "
+        "assert not any(p.rstrip('/').endswith('main') for p in sys.path[1:]), sys.path; "
+        f"m = mlflow.pyfunc.load_model({str(saved[2])!r}); "
+        "print(m.predict(pd.DataFrame({'user_id': [1, 2, 3], 'item_id': [1, 2, 3]}))['policy'].tolist())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = assign_arms([1, 2, 3], AssignmentConfig(0.5, SALT, "hash")).policy.tolist()
+    assert result.stdout.strip().splitlines()[-1] == str(expected)
+
+
+def test_ab_router_imports_nothing_from_steps() -> None:
+    for path in Path(ab_router.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = [
+            alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+        ] + [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+        assert not [m for m in imported if m == "steps" or m.startswith("steps.")], path
