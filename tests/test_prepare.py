@@ -139,6 +139,8 @@ def test_write_prepared_refuses_an_existing_folder(tmp_path: Path) -> None:
 @pytest.mark.e2e
 def test_mlflow_run_prepare_entry_point(synthetic_ml100k_zip: Path, fresh_tracking: str) -> None:
     env = {**os.environ, "ABTEST_GROUPLENS_URL": "http://127.0.0.1:9"}  # never the real host
+    # mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID too; `mlflow run` refuses both it and the name.
+    env.pop("MLFLOW_EXPERIMENT_NAME", None)
     done = subprocess.run(
         [
             sys.executable,
