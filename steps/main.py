@@ -1,7 +1,8 @@
 """`main`: the whole A/B pipeline as one tree of nested, cached runs.
 
 Inputs: the parameters a user tunes (each declared in MLproject's main block with default "", meaning "the owning
-step's default"; main passes on only those set), ``env_manager`` ("" = the one main runs in) and ``force``.
+step's default"; main passes on only those set), ``env_manager`` ("" = the one main runs in), ``force`` (reuse
+nothing) and ``until`` (stop after that step).
 Outputs: one child run per step of :data:`steps.pipeline.PIPELINE` that exists in MLproject (each tagged
 ``mlflow.parentRunId`` = this run, or reused from an earlier identical launch); on this run, the step table
 (``pipeline/steps.csv``, ``pipeline/steps.md``, tags ``abtest.steps.<entry>.run_id``/``.outcome``, metrics
@@ -33,12 +34,13 @@ from steps.pipeline import (
     parse_bool,
     resolve_env_manager,
     run_pipeline,
+    steps_until,
 )
 
 log = logging.getLogger(__name__)
 
 # main's own parameters; every other main parameter is a step parameter passed on when set.
-OWN_PARAMS: tuple[str, ...] = ("env_manager", "force")
+OWN_PARAMS: tuple[str, ...] = ("env_manager", "force", "until")
 # Steps whose metrics are copied onto main's run (prefixed with the entry point) as the headline numbers.
 SUMMARY_METRIC_STEPS: tuple[str, ...] = ("evaluate", "simulate")
 _NOT_SUMMARISED_TAGS = (STEP_TAG, CODE_VERSION_TAG, UPSTREAM_TAG)
@@ -141,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     """Run or reuse every step, record the step table and summary on this run, and return its id."""
     namespace = parse_params("main", argv, description=__doc__)
     configure_logging()
-    steps = active_steps(entry_points())
+    steps = steps_until(active_steps(entry_points()), namespace.until)
     user_params = user_parameters(vars(namespace))
     check_user_parameters(user_params, steps)
     force = parse_bool("force", namespace.force)

@@ -97,6 +97,16 @@ def active_steps(available: Collection[str], pipeline: Sequence[Step] = PIPELINE
     return [replace(step, upstream=tuple(u for u in step.upstream if u in names)) for step in present]
 
 
+def steps_until(steps: Sequence[Step], until: str) -> list[Step]:
+    """The steps up to and including ``until`` ("" = all of them)."""
+    names = [step.entry_point for step in steps]
+    if not until:
+        return list(steps)
+    if until not in names:
+        raise ValueError(f"until must be one of the pipeline's steps {names} (or empty: all), got {until!r}")
+    return list(steps[: names.index(until) + 1])
+
+
 def stored_value(value: object) -> str:
     """A parameter value as `mlflow run` logs it: ``str`` then shell-quoted (``""`` becomes ``''``)."""
     return shlex.quote(str(value))

@@ -26,6 +26,7 @@ from steps.pipeline import (
     resolve_env_manager,
     run_pipeline,
     step_parameters,
+    steps_until,
     stored_value,
 )
 
@@ -220,6 +221,13 @@ def test_renamed_parameter_reaches_only_its_step() -> None:
     user = {"split": "autoint", "router_split": "0.2", "seed": "7"}
     assert step_parameters(router, ["split", "salt"], user, {}) == {"split": "0.2"}
     assert step_parameters(Step("prepare"), ["split", "seed"], user, {}) == {"split": "autoint", "seed": "7"}
+
+
+def test_until_cuts_the_pipeline_after_a_step() -> None:
+    assert [s.entry_point for s in steps_until(STEPS, "train_a")] == ["prepare", "train_a"]
+    assert steps_until(STEPS, "") == list(STEPS)
+    with pytest.raises(ValueError, match="until must be one of the pipeline's steps"):
+        steps_until(STEPS, "deploy")
 
 
 def test_env_manager_resolution() -> None:
