@@ -223,11 +223,15 @@ def from_grouplens(
 def fetch_recbole_wheel(
     cache_dir: Path = CACHE_DIR,
     *,
-    expected_sha256: str = RECBOLE_WHEEL_SHA256,
+    expected_sha256: str | None = None,
     timeout: float = PIP_TIMEOUT_S,
     wheel_name: str = RECBOLE_WHEEL,
 ) -> Path:
-    """recbole's wheel in ``<cache_dir>/pypi``, fetched with ``pip download --no-deps`` unless already cached."""
+    """recbole's wheel in ``<cache_dir>/pypi``, fetched with ``pip download --no-deps`` unless already cached.
+
+    ``expected_sha256`` None = the published wheel's (RECBOLE_WHEEL_SHA256).
+    """
+    expected_sha256 = expected_sha256 or RECBOLE_WHEEL_SHA256
     wheel = cache_dir / "pypi" / wheel_name
     if wheel.exists() and file_digest(wheel) == expected_sha256:
         log.info("using cached %s (sha256 verified)", wheel)
