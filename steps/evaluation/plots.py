@@ -124,8 +124,13 @@ def metrics_figure(comparison: pd.DataFrame) -> Figure:
     y = np.arange(len(metrics))
     height = 0.38
     for offset, policy in ((-height / 2, "a"), (height / 2, "b")):
-        values = comparison[policy].to_numpy()
-        errors = np.vstack([values - comparison[f"{policy}_low"], comparison[f"{policy}_high"] - values])
+        values = comparison[policy].to_numpy(dtype=float)
+        # Clipped at 0: a set statistic such as coverage can sit outside its own percentile interval.
+        errors = np.clip(
+            np.vstack([values - comparison[f"{policy}_low"], comparison[f"{policy}_high"] - values]).astype(float),
+            0.0,
+            None,
+        )
         bar_ax.barh(
             y + offset,
             values,
@@ -139,8 +144,10 @@ def metrics_figure(comparison: pd.DataFrame) -> Figure:
     bar_ax.invert_yaxis()
     bar_ax.set_title("Metrics with 95% user-clustered bootstrap intervals")
     bar_ax.legend()
-    diff = comparison["diff"].to_numpy()
-    errors = np.vstack([diff - comparison["diff_low"], comparison["diff_high"] - diff])
+    diff = comparison["diff"].to_numpy(dtype=float)
+    errors = np.clip(
+        np.vstack([diff - comparison["diff_low"], comparison["diff_high"] - diff]).astype(float), 0, None
+    )
     colors = [
         "tab:green"
         if (row.diff_low > 0 if higher_is_better(row.metric) else row.diff_high < 0)

@@ -1,0 +1,141 @@
+"""The `evaluate` step on the session's trained policies: in-process main(), the report, and `mlflow run`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from steps import evaluate
+from steps.evaluation.inputs import PolicySource, shared_prepare_run, training_run_of
+from steps.evaluation.metrics import all_metrics
+from steps.evaluation.report import SECTIONS
+from steps.lineage import LineageError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+FAST = ["--n_bootstrap", "200", "--cv_folds", "2"]
+
+
+@pytest.fixture(scope="module")
+def evaluate_run(train_a_run: str, train_b_run: str) -> str:
+    """One in-process evaluate run on the session's training runs (small bootstrap, 2 folds)."""
+    return evaluate.main(["--train_a_run", train_a_run, "--train_b_run", train_b_run, *FAST])
+
+
+def test_evaluate_logs_metrics_tags_and_lineage(evaluate_run: str, train_a_run: str, train_b_run: str):
+    run = MlflowClient().get_run(evaluate_run)
+    assert run.info.status == "FINISHED"
+    tags, metrics = run.data.tags, run.data.metrics
+    assert tags["abtest.step"] == "evaluate"
+    assert tags["abtest.decision"] in {"B wins", "A wins", "no significant difference"}
+    assert tags["abtest.winner"] in {"A", "B", "none"}
+    assert metrics["decision.winner_code"] == {"B": 1.0, "none": 0.0, "A": -1.0}[tags["abtest.winner"]]
+    assert run.data.params["train_a_run"] == train_a_run and run.data.params["train_b_run"] == train_b_run
+    for name in all_metrics(10):
+        for key in (f"a.{name}", f"b.{name}", f"diff.{name}", f"diff.{name}.ci_low", f"diff.{name}.ci_high"):
+            assert key in metrics, key
+        assert metrics[f"diff.{name}"] == pytest.approx(metrics[f"b.{name}"] - metrics[f"a.{name}"], abs=1e-9)
+        assert metrics[f"diff.{name}.ci_low"] <= metrics[f"diff.{name}.ci_high"]
+    assert 0.0 <= metrics["delong.p_value"] <= 1.0
+    assert metrics["delong.auc_diff"] == pytest.approx(metrics["diff.auc"], abs=1e-9)
+    assert "cv.diff.auc.mean" in metrics and "cv.a.auc.std" in metrics
+    # The logged AUC of each policy equals the training run's own test-free view of its model on these rows.
+    assert 0.5 < metrics["b.auc"] <= 1.0
+
+
+def test_report_and_tables_are_artifacts(evaluate_run: str, tmp_path: Path):
+    root = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=evaluate_run, artifact_path="evaluation", dst_path=str(tmp_path)
+        )
+    )
+    html = (root / "report.html").read_text()
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in html, section
+    assert html.count("data:image/png;base64,") >= 7  # metrics, 4 curves, segments, cross-validation
+    assert "<script" not in html and 'src="http' not in html  # self-contained
+    for name in (
+        "comparison.csv",
+        "comparison.json",
+        "segments.csv",
+        "delong.json",
+        "decision.json",
+        "cv_folds.csv",
+        "cv_summary.csv",
+    ):
+        assert (root / name).exists(), name
+    for plot in ("roc", "precision_recall", "calibration", "lift_gain", "metrics", "cross_validation"):
+        assert (root / "plots" / f"{plot}.png").exists(), plot
+
+
+def test_policies_given_by_model_uri_match_run_ids(evaluate_run: str, train_a_run: str, train_b_run: str):
+    client = MlflowClient()
+    uri_a = client.get_run(train_a_run).data.tags["abtest.model_uri"]
+    uri_b = client.get_run(train_b_run).data.tags["abtest.model_uri"]
+    assert training_run_of(uri_a) == train_a_run
+    by_uri = evaluate.main(
+        ["--policy_a_uri", uri_a, "--policy_b_uri", uri_b, "--n_bootstrap", "200", "--cv_folds", "0"]
+    )
+    run, reference = client.get_run(by_uri), client.get_run(evaluate_run)
+    assert run.data.metrics["a.auc"] == pytest.approx(reference.data.metrics["a.auc"], abs=1e-12)
+    assert run.data.metrics["diff.auc.ci_low"] == pytest.approx(reference.data.metrics["diff.auc.ci_low"])
+    assert "cv.diff.auc.mean" not in run.data.metrics  # cv_folds=0 disables cross-validation
+
+
+def test_run_id_and_uri_together_are_rejected(train_a_run: str):
+    with pytest.raises(ValueError, match="not both"):
+        evaluate.main(["--train_a_run", train_a_run, "--policy_a_uri", "models:/x@PolicyA", "--cv_folds", "0"])
+
+
+def test_policies_from_different_prepare_runs_are_rejected():
+    a = PolicySource("A", "models:/m-1", "run-a", "prepare-1", {})
+    b = PolicySource("B", "models:/m-2", "run-b", "prepare-2", {})
+    with pytest.raises(LineageError, match="different prepare runs"):
+        shared_prepare_run(a, b)
+    with pytest.raises(LineageError, match="was requested"):
+        shared_prepare_run(a, a, requested="prepare-9")
+
+
+@pytest.mark.e2e
+def test_mlflow_run_evaluate_end_to_end(train_a_run: str, train_b_run: str):
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR)}
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "run",
+        str(PROJECT_DIR),
+        "-e",
+        "evaluate",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        os.environ["MLFLOW_EXPERIMENT_NAME"],
+        "-P",
+        f"train_a_run={train_a_run}",
+        "-P",
+        f"train_b_run={train_b_run}",
+        "-P",
+        "n_bootstrap=200",
+        "-P",
+        "cv_folds=2",
+    ]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    runs = MlflowClient().search_runs(
+        [mlflow.get_experiment_by_name(os.environ["MLFLOW_EXPERIMENT_NAME"]).experiment_id],
+        filter_string=f"tags.`abtest.step` = 'evaluate' and params.train_a_run = '{train_a_run}' "
+        "and params.n_bootstrap = '200' and params.cv_folds = '0'",
+        order_by=["attributes.start_time DESC"],
+    )
+    assert runs, "no evaluate run with the passed parameters"
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["mlflow.project.entryPoint"] == "evaluate"
+    assert run.data.tags["abtest.decision"] in {"B wins", "A wins", "no significant difference"}
+    assert "diff.auc" in run.data.metrics and "diff.auc.ci_low" in run.data.metrics
