@@ -105,7 +105,7 @@ def run_experiment(prepared: PreparedData, scorer: traffic.Scorer, spec: Experim
         config=config,
         days=spec.days,
         environment=spec.environment,
-        guardrails=guardrail_table(impressions),
+        guardrails=guardrail_table(impressions, environment=spec.environment),
         truth=truth or None,
     )
     return ExperimentOutcome(readout=readout, impressions=impressions, user_days=user_days)

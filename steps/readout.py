@@ -70,6 +70,7 @@ class ExperimentReadout:
             "srm_flagged": float(self.srm.flagged),
             "cuped_variance_reduction": self.cuped.variance_reduction,
             "stop_day": float(self.stop_day) if self.stop_day is not None else float("nan"),
+            "sequential_stopped": float(self.stop_day is not None),
             "mde_absolute": self.power.mde_absolute,
             "mde_relative": self.power.mde_relative,
         }
@@ -135,22 +136,28 @@ def arm_statistics(
     }
 
 
-def guardrail_table(impressions: pd.DataFrame) -> pd.DataFrame:
-    """Per arm: calibration of the served scores against the clicks, and the share of cold-start look-ups."""
+def guardrail_table(impressions: pd.DataFrame, *, environment: str = "synthetic") -> pd.DataFrame:
+    """Per arm: calibration of the served scores against the clicks, and the share of cold-start look-ups.
+
+    In ``replay`` an unseen item is a click of 0 by construction, not an observed outcome, so calibration there is
+    measured on the logged impressions only (where the click is the user's real label).
+    """
     rows = []
     for arm in ARMS:
         shown = impressions[impressions["policy"] == arm]
-        if shown.empty:
+        judged = shown[shown["logged"]] if environment == "replay" and "logged" in shown else shown
+        if shown.empty or judged.empty:
             rows.append({"arm": arm, "mean_score": np.nan, "ctr": np.nan, "calibration_ratio": np.nan})
             continue
-        ctr = float(shown["click"].mean())
+        ctr = float(judged["click"].mean())
         rows.append(
             {
                 "arm": arm,
-                "mean_score": float(shown["score"].mean()),
+                "calibration_impressions": len(judged),
+                "mean_score": float(judged["score"].mean()),
                 "ctr": ctr,
-                "calibration_ratio": float(shown["score"].mean() / ctr) if ctr > 0 else np.nan,
-                "brier": float(brier_score_loss(shown["click"], shown["score"].clip(0, 1))),
+                "calibration_ratio": float(judged["score"].mean() / ctr) if ctr > 0 else np.nan,
+                "brier": float(brier_score_loss(judged["click"], judged["score"].clip(0, 1))),
                 "cold_user_share": float(shown["cold_user"].mean()),
                 "cold_item_share": float(shown["cold_item"].mean()),
                 "cold_share": float((shown["cold_user"] | shown["cold_item"]).mean()),
