@@ -125,7 +125,7 @@ def find_or_create_version(
 def point_alias(client: MlflowClient, name: str, alias: str, version: str) -> bool:
     """Point ``name@alias`` at ``version``; returns whether it moved (False when it already pointed there)."""
     try:
-        current = client.get_model_version_by_alias(name, alias).version
+        current = str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
         current = None
     if current == str(version):

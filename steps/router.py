@@ -112,7 +112,7 @@ def log_router(
             pip_requirements=str(PROJECT_DIR / "requirements.txt"),
         )
     run_id = mlflow.active_run().info.run_id
-    policy_versions = {arm: v.version for arm, v in versions.items()}
+    policy_versions = {arm: str(v.version) for arm, v in versions.items()}
     tags = {
         registry.SOURCE_RUN_TAG: run_id,
         registry.PREPARE_RUN_TAG: prepare_run,
@@ -143,7 +143,7 @@ def log_router(
     registry.point_alias(client, router_model_name, registry.ROUTER_ALIAS, version.version)
     return RouterVersion(
         name=router_model_name,
-        version=version.version,
+        version=str(version.version),
         model_uri=model_info.model_uri,
         policy_versions=policy_versions,
         prepare_run=prepare_run,

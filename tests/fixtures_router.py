@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import lightgbm as lgb
@@ -76,10 +77,17 @@ def fit_handmade_policies(tables: FeatureTables) -> tuple[object, lgb.Booster]:
     return policy_a, policy_b
 
 
+@cache
 def handmade_tables(seed: int = 0) -> tuple[FeatureTables, pd.DataFrame, pd.DataFrame]:
     """Feature tables of the features engineer's small synthetic MovieLens."""
     interactions, users, items = synthetic_tables(seed=seed)
     return build_features(synthetic_splits(interactions), users, items, seed=seed), users, items
+
+
+@cache
+def handmade_policies(seed: int = 0) -> tuple[object, lgb.Booster]:
+    """The hand-made policies of ``handmade_tables(seed)``, fitted once per session."""
+    return fit_handmade_policies(handmade_tables(seed)[0])
 
 
 def write_feature_tables(tables: FeatureTables, directory: Path) -> Path:
@@ -91,10 +99,9 @@ def write_feature_tables(tables: FeatureTables, directory: Path) -> Path:
     return directory
 
 
-def log_handmade_runs(seed: int = 0) -> HandmadeRuns:
-    """Log a prepare run and two training runs in the current tracking store, as the real steps would."""
+def log_handmade_prepare(seed: int = 0) -> str:
+    """A prepare run with the real artifact layout (processed/, features/) and dataset inputs; returns its id."""
     tables, users, items = handmade_tables(seed)
-    policy_a, policy_b = fit_handmade_policies(tables)
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_name="handmade-prepare") as prepare:
         mlflow.set_tag(STEP_TAG, "prepare")
         processed = Path(tmp) / PROCESSED_DIR
@@ -106,29 +113,38 @@ def log_handmade_runs(seed: int = 0) -> HandmadeRuns:
         items.to_parquet(processed / ITEMS_FILE)
         mlflow.log_artifacts(str(processed), PROCESSED_DIR)
         mlflow.log_artifacts(str(write_feature_tables(tables, Path(tmp) / FEATURE_TABLES_DIR)), FEATURE_TABLES_DIR)
-    runs = {}
-    for step, log in (
-        (
-            "train_a",
-            lambda: mlflow.sklearn.log_model(
+    return prepare.info.run_id
+
+
+def log_handmade_policy(step: str, prepare_run: str, *, seed: int = 0) -> str:
+    """A train_a / train_b run logging its hand-made policy as the real steps do (tags, model); returns its id."""
+    policy_a, policy_b = handmade_policies(seed)
+    with mlflow.start_run(run_name=f"handmade-{step}") as run:
+        mlflow.set_tags({STEP_TAG: step, "abtest.prepare_run": prepare_run})
+        mlflow.log_params({"prepare_run": prepare_run})
+        mlflow.log_metrics({"val_auc": 0.7 if step == "train_a" else 0.75, "val_logloss": 0.6})
+        if step == "train_a":
+            info = mlflow.sklearn.log_model(
                 policy_a,
                 name="model",
                 pyfunc_predict_fn="predict_proba",
                 skops_trusted_types=SKOPS_TRUSTED,
                 pip_requirements=REQUIREMENTS,
-            ),
-        ),
-        ("train_b", lambda: mlflow.lightgbm.log_model(policy_b, name="model", pip_requirements=REQUIREMENTS)),
-    ):
-        with mlflow.start_run(run_name=f"handmade-{step}") as run:
-            mlflow.set_tags({STEP_TAG: step, "abtest.prepare_run": prepare.info.run_id})
-            mlflow.log_params({"prepare_run": prepare.info.run_id})
-            mlflow.log_metrics({"val_auc": 0.7 if step == "train_a" else 0.75, "val_logloss": 0.6})
-            info = log()
-            mlflow.set_tag("abtest.model_uri", info.model_uri)
-        runs[step] = run.info.run_id
+            )
+        else:
+            info = mlflow.lightgbm.log_model(policy_b, name="model", pip_requirements=REQUIREMENTS)
+        mlflow.set_tag("abtest.model_uri", info.model_uri)
+    return run.info.run_id
+
+
+def log_handmade_runs(seed: int = 0) -> HandmadeRuns:
+    """Log a prepare run and two training runs in the current tracking store, as the real steps would."""
+    prepare = log_handmade_prepare(seed)
     return HandmadeRuns(
-        prepare=prepare.info.run_id, train_a=runs["train_a"], train_b=runs["train_b"], tables=tables
+        prepare=prepare,
+        train_a=log_handmade_policy("train_a", prepare, seed=seed),
+        train_b=log_handmade_policy("train_b", prepare, seed=seed),
+        tables=handmade_tables(seed)[0],
     )
 
 
