@@ -1,6 +1,13 @@
-"""`register` and `router` against a store of the test's own: versions, tags, aliases, idempotence, lineage."""
+"""`register` and `router` against a store of this module's own: versions, tags, aliases, idempotence, lineage.
+
+The hand-made runs are logged once per module; each test registers under its own model names, so tests stay
+independent without paying for a new store and new runs each.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -8,15 +15,28 @@ import pytest
 from mlflow import MlflowClient
 
 from steps import register, registry, router
-from tests.fixtures_router import HandmadeRuns, log_handmade_policy
+from steps.lineage import LineageError
+from tests.conftest import _point_mlflow_at
+from tests.fixtures_router import HandmadeRuns, log_handmade_policy, log_handmade_runs
 
-MODEL = "policies_under_test"
-ROUTER = "router_under_test"
+
+@pytest.fixture(scope="module")
+def handmade_runs(tmp_path_factory: pytest.TempPathFactory, session_tracking: str) -> Iterator[HandmadeRuns]:
+    """Hand-made prepare/train runs in a store of this module's own (overrides the per-test fixture)."""
+    _point_mlflow_at(tmp_path_factory.mktemp("register-store"), "abtest-register")
+    yield log_handmade_runs()
+    _point_mlflow_at(Path(session_tracking.removeprefix("sqlite:///")).parent, "abtest-tests")
 
 
-def _register(runs: HandmadeRuns, *extra: str) -> str:
+@pytest.fixture
+def names(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(policy model name, router model name) of this test alone."""
+    return f"policies_{request.node.name}", f"router_{request.node.name}"
+
+
+def _register(runs: HandmadeRuns, model: str, *, train_a: str | None = None, train_b: str | None = None) -> str:
     return register.main(
-        ["--train_a_run", runs.train_a, "--train_b_run", runs.train_b, "--model_name", MODEL, *extra]
+        ["--train_a_run", train_a or runs.train_a, "--train_b_run", train_b or runs.train_b, "--model_name", model]
     )
 
 
@@ -24,12 +44,14 @@ def _aliases(client: MlflowClient, name: str) -> dict[str, str]:
     return {alias: str(version) for alias, version in client.get_registered_model(name).aliases.items()}
 
 
-def test_register_creates_one_version_per_policy_with_aliases_and_tags(handmade_runs: HandmadeRuns) -> None:
-    client = MlflowClient()
-    run_id = _register(handmade_runs)
-    versions = {str(v.version): v for v in client.search_model_versions(f"name = '{MODEL}'")}
+def test_register_creates_one_version_per_policy_with_aliases_and_tags(
+    handmade_runs: HandmadeRuns, names: tuple[str, str]
+) -> None:
+    client, model = MlflowClient(), names[0]
+    run_id = _register(handmade_runs, model)
+    versions = {str(v.version): v for v in client.search_model_versions(f"name = '{model}'")}
     assert sorted(versions) == ["1", "2"]
-    assert _aliases(client, MODEL) == {"PolicyA": "1", "PolicyB": "2"}
+    assert _aliases(client, model) == {"PolicyA": "1", "PolicyB": "2"}
     a, b = versions["1"], versions["2"]
     assert a.tags[registry.SOURCE_RUN_TAG] == handmade_runs.train_a
     assert b.tags[registry.SOURCE_RUN_TAG] == handmade_runs.train_b
@@ -39,49 +61,57 @@ def test_register_creates_one_version_per_policy_with_aliases_and_tags(handmade_
     assert (a.tags["metric.val_auc"], b.tags["metric.val_auc"]) == ("0.7", "0.75")
     assert a.source == client.get_run(handmade_runs.train_a).data.tags["abtest.model_uri"]
     assert all(v.current_stage in ("None", None) for v in versions.values())  # aliases only, never stages
-    assert "PolicyA" in client.get_registered_model(MODEL).description
+    assert "PolicyA" in client.get_registered_model(model).description
     run_tags = client.get_run(run_id).data.tags
     assert (run_tags["abtest.policy_a_version"], run_tags["abtest.policy_b_version"]) == ("1", "2")
     assert client.get_run(run_id).data.metrics["versions_created"] == 2
 
 
-def test_second_register_with_the_same_runs_changes_nothing(handmade_runs: HandmadeRuns) -> None:
-    client = MlflowClient()
-    _register(handmade_runs)
-    second = _register(handmade_runs)
-    assert len(client.search_model_versions(f"name = '{MODEL}'")) == 2
-    assert _aliases(client, MODEL) == {"PolicyA": "1", "PolicyB": "2"}
+def test_second_register_with_the_same_runs_changes_nothing(
+    handmade_runs: HandmadeRuns, names: tuple[str, str]
+) -> None:
+    client, model = MlflowClient(), names[0]
+    _register(handmade_runs, model)
+    second = _register(handmade_runs, model)
+    assert len(client.search_model_versions(f"name = '{model}'")) == 2
+    assert _aliases(client, model) == {"PolicyA": "1", "PolicyB": "2"}
     assert client.get_run(second).data.metrics["versions_created"] == 0
 
 
-def test_a_new_training_run_gets_a_new_version_and_only_its_alias_moves(handmade_runs: HandmadeRuns) -> None:
-    client = MlflowClient()
-    _register(handmade_runs)
-    retrained_a = log_handmade_policy("train_a", handmade_runs.prepare)
-    register.main(["--train_a_run", retrained_a, "--train_b_run", handmade_runs.train_b, "--model_name", MODEL])
-    assert len(client.search_model_versions(f"name = '{MODEL}'")) == 3
-    assert _aliases(client, MODEL) == {"PolicyA": "3", "PolicyB": "2"}
+def test_a_new_training_run_gets_a_new_version_and_only_its_alias_moves(
+    handmade_runs: HandmadeRuns, names: tuple[str, str]
+) -> None:
+    client, model = MlflowClient(), names[0]
+    _register(handmade_runs, model)
+    _register(handmade_runs, model, train_a=log_handmade_policy("train_a", handmade_runs.prepare))
+    assert len(client.search_model_versions(f"name = '{model}'")) == 3
+    assert _aliases(client, model) == {"PolicyA": "3", "PolicyB": "2"}
 
 
-def test_register_without_run_ids_takes_the_latest_finished_training_runs(handmade_runs: HandmadeRuns) -> None:
-    newer_b = log_handmade_policy("train_b", handmade_runs.prepare)
-    run_id = register.main(["--model_name", MODEL])
+def test_register_without_run_ids_takes_the_latest_finished_training_runs(
+    handmade_runs: HandmadeRuns, names: tuple[str, str]
+) -> None:
+    newer = {step: log_handmade_policy(step, handmade_runs.prepare) for step in ("train_a", "train_b")}
+    run_id = register.main(["--model_name", names[0]])
     tags = MlflowClient().get_run(run_id).data.tags
-    assert (tags["abtest.train_a_run"], tags["abtest.train_b_run"]) == (handmade_runs.train_a, newer_b)
+    assert (tags["abtest.train_a_run"], tags["abtest.train_b_run"]) == (newer["train_a"], newer["train_b"])
 
 
-def test_register_rejects_a_run_that_is_not_a_training_run(handmade_runs: HandmadeRuns) -> None:
-    with pytest.raises(Exception, match="is a 'prepare' run, not a 'train_a' run"):
-        register.main(["--train_a_run", handmade_runs.prepare, "--model_name", MODEL])
+def test_register_rejects_a_run_that_is_not_a_training_run(
+    handmade_runs: HandmadeRuns, names: tuple[str, str]
+) -> None:
+    with pytest.raises(LineageError, match="is a 'prepare' run, not a 'train_a' run"):
+        _register(handmade_runs, names[0], train_a=handmade_runs.prepare)
 
 
 def test_router_bundles_the_aliased_versions_and_moving_an_alias_needs_a_new_router(
-    handmade_runs: HandmadeRuns,
+    handmade_runs: HandmadeRuns, names: tuple[str, str]
 ) -> None:
-    client = MlflowClient()
-    _register(handmade_runs)
-    router_run = router.main(["--model_name", MODEL, "--router_model_name", ROUTER, "--split", "0.3"])
-    live = client.get_model_version_by_alias(ROUTER, "router")
+    client, (model, router_model) = MlflowClient(), names
+    run_router = ["--model_name", model, "--router_model_name", router_model, "--split", "0.3"]
+    _register(handmade_runs, model)
+    router_run = router.main(run_router)
+    live = client.get_model_version_by_alias(router_model, "router")
     assert str(live.version) == "1"
     assert (live.tags["abtest.policy_a_version"], live.tags["abtest.policy_b_version"]) == ("1", "2")
     assert (live.tags["abtest.split"], live.tags["abtest.assignment"]) == ("0.3", "hash")
@@ -89,17 +119,16 @@ def test_router_bundles_the_aliased_versions_and_moving_an_alias_needs_a_new_rou
     assert client.get_run(router_run).data.tags["abtest.router_version"] == "1"
 
     pairs = pd.DataFrame({"user_id": list(range(1, 41)), "item_id": [1] * 40})
-    served = mlflow.pyfunc.load_model(f"models:/{ROUTER}@router").predict(pairs)
+    served = mlflow.pyfunc.load_model(f"models:/{router_model}@router").predict(pairs)
     assert set(served["model_version"]) == {"1", "2"}
     assert served.loc[served["policy"] == "A", "model_version"].eq("1").all()
 
     # Point PolicyA at a retrained model: the live router keeps serving version 1 until `router` runs again.
-    retrained_a = log_handmade_policy("train_a", handmade_runs.prepare)
-    register.main(["--train_a_run", retrained_a, "--train_b_run", handmade_runs.train_b, "--model_name", MODEL])
-    still = mlflow.pyfunc.load_model(f"models:/{ROUTER}@router").predict(pairs)
+    _register(handmade_runs, model, train_a=log_handmade_policy("train_a", handmade_runs.prepare))
+    still = mlflow.pyfunc.load_model(f"models:/{router_model}@router").predict(pairs)
     assert still.loc[still["policy"] == "A", "model_version"].eq("1").all()
-    router.main(["--model_name", MODEL, "--router_model_name", ROUTER, "--split", "0.3"])
-    assert _aliases(client, ROUTER) == {"router": "2"}
-    moved = mlflow.pyfunc.load_model(f"models:/{ROUTER}@router").predict(pairs)
+    router.main(run_router)
+    assert _aliases(client, router_model) == {"router": "2"}
+    moved = mlflow.pyfunc.load_model(f"models:/{router_model}@router").predict(pairs)
     assert moved.loc[moved["policy"] == "A", "model_version"].eq("3").all()
     assert moved["policy"].tolist() == served["policy"].tolist()  # same salt: same users in the same arms
