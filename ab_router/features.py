@@ -12,7 +12,8 @@ so is an id that is in the table but had no training history. Nothing here raise
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from ab_router.schema import (
     ITEM_ID,
     TASTE_COLUMNS,
     USER_ID,
-    to_feature_frame,
+    feature_dtypes,
 )
 
 # A pair is cold on a side when that side has no training history; the count feature is log1p(count), so 0.
@@ -39,51 +40,120 @@ def _default_value(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _lookup(
-    table: pd.DataFrame, id_column: str, ids: np.ndarray, defaults: Mapping[str, Any]
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Columns of ``table`` gathered for ``ids`` (defaults where absent) and a found-mask."""
-    columns = [c for c in table.columns if c != id_column]
-    missing_defaults = [c for c in columns if c not in defaults]
-    if missing_defaults:
-        raise ValueError(f"feature defaults lack {missing_defaults} for the {id_column} table columns {columns}")
-    position = pd.Index(table[id_column].to_numpy()).get_indexer(ids)
-    found = position >= 0
-    # One extra row at the end holds the defaults, so absent ids gather it without a branch.
-    matrix = np.vstack(
-        [table[columns].to_numpy(dtype=np.float64), [[_default_value(defaults[c]) for c in columns]]]
-    )
-    gathered = matrix[np.where(found, position, len(table))]
-    return {name: gathered[:, k] for k, name in enumerate(columns)}, found
+@dataclass(frozen=True)
+class _Gathered:
+    """Rows of one lookup table gathered for a batch of ids: one float matrix and its column positions."""
+
+    matrix: np.ndarray
+    position: Mapping[str, int]
+    found: np.ndarray
+
+    def column(self, name: str) -> np.ndarray:
+        return self.matrix[:, self.position[name]]
+
+    def block(self, names: Sequence[str]) -> np.ndarray:
+        return self.matrix[:, [self.position[n] for n in names]]
+
+    def prefixed(self, prefix: str) -> list[str]:
+        """Names ``prefix0, prefix1, ...`` present, in index order."""
+        names = [c for c in self.position if c.startswith(prefix)]
+        return sorted(names, key=lambda c: int(c[len(prefix) :]))
 
 
-def _stack(values: Mapping[str, np.ndarray], prefix: str) -> np.ndarray:
-    """The ``prefix0, prefix1, ...`` columns as one matrix, in index order (empty when there are none)."""
-    names = sorted((c for c in values if c.startswith(prefix)), key=lambda c: int(c[len(prefix) :]))
-    if not names:
-        return np.zeros((len(next(iter(values.values()))), 0))
-    return np.column_stack([values[c] for c in names])
+class _Table:
+    """One lookup table as a float matrix whose extra last row holds the defaults, indexed by id."""
+
+    def __init__(self, table: pd.DataFrame, id_column: str, defaults: Mapping[str, Any]) -> None:
+        if id_column not in table.columns:
+            raise ValueError(
+                f"the {id_column} lookup table has no {id_column!r} column; it has {list(table.columns)}"
+            )
+        columns = [c for c in table.columns if c != id_column]
+        missing_defaults = [c for c in columns if c not in defaults]
+        if missing_defaults:
+            raise ValueError(
+                f"feature defaults lack {missing_defaults} for the {id_column} table columns {columns}"
+            )
+        self.index = pd.Index(table[id_column].to_numpy(dtype=np.int64))
+        if not self.index.is_unique:
+            repeated = self.index[self.index.duplicated()][:5].tolist()
+            raise ValueError(f"the {id_column} lookup table must list each id once; repeated: {repeated}")
+        self.matrix = np.vstack(
+            [table[columns].to_numpy(dtype=np.float64), [[_default_value(defaults[c]) for c in columns]]]
+        )
+        self.position = {name: k for k, name in enumerate(columns)}
+
+    def gather(self, ids: np.ndarray) -> _Gathered:
+        position = self.index.get_indexer(ids)
+        found = position >= 0
+        return _Gathered(self.matrix[np.where(found, position, len(self.index))], self.position, found)
 
 
-def _pair_features(user: Mapping[str, np.ndarray], item: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _pair_features(user: _Gathered, item: _Gathered) -> dict[str, np.ndarray]:
     """Pair features: dot products of the user's vectors with the item's."""
-    genres = np.column_stack([item[c] for c in GENRE_COLUMNS])
-    taste = np.column_stack([user[c] for c in TASTE_COLUMNS])
+    genres = item.block(GENRE_COLUMNS)
     n_genres = genres.sum(axis=1)
     affinity = np.where(
-        n_genres > 0, (taste * genres).sum(axis=1) / np.maximum(n_genres, 1), user["user_pos_rate"]
+        n_genres > 0,
+        np.einsum("ij,ij->i", user.block(TASTE_COLUMNS), genres) / np.maximum(n_genres, 1),
+        user.column("user_pos_rate"),
     )
-    pair = {"user_genre_affinity": affinity}
-    user_factors = _stack(user, USER_FACTOR_PREFIX)
-    item_factors = _stack(item, ITEM_FACTOR_PREFIX)
-    if user_factors.shape[1] != item_factors.shape[1]:
+    user_factors, item_factors = user.prefixed(USER_FACTOR_PREFIX), item.prefixed(ITEM_FACTOR_PREFIX)
+    if not user_factors or len(user_factors) != len(item_factors):
         raise ValueError(
-            f"user and item tables must carry the same number of factors, got {user_factors.shape[1]} "
-            f"user and {item_factors.shape[1]} item factors"
+            f"the lookup tables must carry the same number (> 0) of {USER_FACTOR_PREFIX}k and "
+            f"{ITEM_FACTOR_PREFIX}k columns, got {len(user_factors)} and {len(item_factors)}; "
+            "rebuild them with the current steps.features"
         )
-    if user_factors.shape[1]:
-        pair["mf_score"] = (user_factors * item_factors).sum(axis=1)
-    return pair
+    mf_score = np.einsum("ij,ij->i", user.block(user_factors), item.block(item_factors))
+    return {"user_genre_affinity": affinity, "mf_score": mf_score}
+
+
+_DTYPES = feature_dtypes()
+
+
+def _column(name: str, user: _Gathered, item: _Gathered, pair: Mapping[str, np.ndarray]) -> np.ndarray:
+    values = pair[name] if name in pair else (user if name in user.position else item).column(name)
+    return values.astype(_DTYPES[name], copy=False)
+
+
+class FeatureLookup:
+    """The lookup tables prepared once, for a router that assembles features on every request.
+
+    ``FeatureLookup(user_features, item_features, defaults).assemble(pairs)`` equals
+    ``assemble_features(pairs, user_features, item_features, defaults)`` without re-reading the tables each time.
+    """
+
+    def __init__(
+        self, user_features: pd.DataFrame, item_features: pd.DataFrame, defaults: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        for side in ("user", "item"):
+            if side not in defaults:
+                raise ValueError(f"defaults must have 'user' and 'item' sections; got {sorted(defaults)}")
+        self._users = _Table(user_features, USER_ID, defaults["user"])
+        self._items = _Table(item_features, ITEM_ID, defaults["item"])
+
+    def assemble(self, pairs: pd.DataFrame) -> pd.DataFrame:
+        """Model input for each (user_id, item_id) row of ``pairs``; see :func:`assemble_features`."""
+        absent = [c for c in (USER_ID, ITEM_ID) if c not in pairs.columns]
+        if absent:
+            raise ValueError(f"pairs must have columns {[USER_ID, ITEM_ID]}; missing {absent}")
+        try:
+            user_ids = pairs[USER_ID].to_numpy(dtype=np.int64)
+            item_ids = pairs[ITEM_ID].to_numpy(dtype=np.int64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"user_id and item_id must be integers: {exc}") from None
+        user = self._users.gather(user_ids)
+        item = self._items.gather(item_ids)
+        pair = _pair_features(user, item)
+        columns = {
+            USER_ID: user_ids,
+            ITEM_ID: item_ids,
+            **{name: _column(name, user, item, pair) for name in FEATURE_COLUMNS},
+            "cold_user": ~user.found | (user.column(_USER_HISTORY_COLUMN) <= 0),
+            "cold_item": ~item.found | (item.column(_ITEM_HISTORY_COLUMN) <= 0),
+        }
+        return pd.DataFrame(columns, index=pairs.index, copy=False)
 
 
 def assemble_features(
@@ -94,28 +164,9 @@ def assemble_features(
 ) -> pd.DataFrame:
     """Model input for each (user_id, item_id) row of ``pairs``.
 
-    Returns user_id, item_id, FEATURE_COLUMNS (schema dtypes) and boolean ``cold_user`` / ``cold_item``, in the
-    row order of ``pairs``. ``defaults`` is ``{"user": {column: value}, "item": {column: value}}`` as saved by
-    `prepare` (null = NaN).
+    Returns user_id, item_id, FEATURE_COLUMNS (exactly the schema's dtypes, as ``schema.to_feature_frame``
+    gives) and boolean ``cold_user`` / ``cold_item``, in the row order and index of ``pairs``. ``defaults`` is
+    ``{"user": {column: value}, "item": {column: value}}`` as saved by `prepare` (null = NaN). A caller that
+    assembles many batches from the same tables should hold a :class:`FeatureLookup` instead.
     """
-    absent = [c for c in (USER_ID, ITEM_ID) if c not in pairs.columns]
-    if absent:
-        raise ValueError(f"pairs must have columns {[USER_ID, ITEM_ID]}; missing {absent}")
-    for side in ("user", "item"):
-        if side not in defaults:
-            raise ValueError(f"defaults must have 'user' and 'item' sections; got {sorted(defaults)}")
-    try:
-        user_ids = pairs[USER_ID].to_numpy(dtype=np.int64)
-        item_ids = pairs[ITEM_ID].to_numpy(dtype=np.int64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"user_id and item_id must be integers: {exc}") from None
-    user, user_found = _lookup(user_features, USER_ID, user_ids, defaults["user"])
-    item, item_found = _lookup(item_features, ITEM_ID, item_ids, defaults["item"])
-    columns = {**user, **item, **_pair_features(user, item)}
-    features = to_feature_frame(pd.DataFrame({c: columns[c] for c in FEATURE_COLUMNS}, copy=False))
-    features.insert(0, ITEM_ID, item_ids)
-    features.insert(0, USER_ID, user_ids)
-    features["cold_user"] = ~user_found | (user[_USER_HISTORY_COLUMN] <= 0)
-    features["cold_item"] = ~item_found | (item[_ITEM_HISTORY_COLUMN] <= 0)
-    features.index = pairs.index
-    return features
+    return FeatureLookup(user_features, item_features, defaults).assemble(pairs)

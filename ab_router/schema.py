@@ -87,6 +87,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("item_pos_rate", "double", "item", description="smoothed share of positives"),
     Feature("item_mean_rating", "double", "item", description="smoothed mean rating"),
     Feature("user_genre_affinity", "double", "pair", description="user's genre taste · item genres"),
+    Feature("mf_score", "double", "pair", description="rating predicted by biased matrix factorisation"),
 )
 
 FEATURE_COLUMNS: tuple[str, ...] = tuple(f.name for f in FEATURES)
@@ -119,4 +120,8 @@ def to_feature_frame(frame: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in FEATURE_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"feature frame is missing columns {missing}; expected {list(FEATURE_COLUMNS)}")
-    return frame.loc[:, list(FEATURE_COLUMNS)].astype(feature_dtypes())
+    selected = frame.loc[:, list(FEATURE_COLUMNS)]
+    dtypes = feature_dtypes()
+    if all(selected[c].dtype == dtypes[c] for c in FEATURE_COLUMNS):
+        return selected  # the router's hot path: already typed, skip pandas' NaN-checking casts
+    return selected.astype(dtypes)

@@ -15,14 +15,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold
 
-from ab_router.features import assemble_features
+from ab_router.features import ITEM_FACTOR_PREFIX, USER_FACTOR_PREFIX, assemble_features
 from ab_router.schema import (
     FEATURE_COLUMNS,
     GENRE_COLUMNS,
@@ -32,6 +32,7 @@ from ab_router.schema import (
     TASTE_COLUMNS,
     USER_ID,
 )
+from steps.factorization import Factorization, FactorizationConfig, fit_factorization
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class FeatureConfig:
     n_folds: int = 5
     prior_strength: float = 10.0  # pseudo-ratings at the global prior in smoothed user/item rates and means
     genre_prior_strength: float = 5.0  # pseudo-ratings at the user's own rate in each genre's taste
+    factorization: FactorizationConfig = field(default_factory=lambda: FactorizationConfig(regularization=20.0))
 
     def __post_init__(self) -> None:
         if self.n_folds < 2:
@@ -151,6 +153,7 @@ def history_tables(
     item_profiles: pd.DataFrame,
     *,
     config: FeatureConfig,
+    seed: int,
     count_scale: float = 1.0,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
     """User and item lookup tables (profiles + statistics of ``history``) and defaults for unknown ids.
@@ -164,6 +167,14 @@ def history_tables(
     user_stats = _side_statistics(history, USER_ID, "user", **stats)
     item_stats = _side_statistics(history, ITEM_ID, "item", **stats)
     taste = _user_taste(history, item_profiles, user_stats["user_pos_rate"], config)
+    factors = fit_factorization(
+        history[USER_ID].to_numpy(),
+        history[ITEM_ID].to_numpy(),
+        history[RATING].to_numpy(),
+        config=config.factorization,
+        seed=seed,
+    )
+    user_factors, item_factors = _factor_columns(factors)
 
     prior_row = {"count": 0.0, "pos_rate": positive_prior, "mean_rating": rating_prior}
     user_defaults: dict[str, Any] = {
@@ -173,15 +184,17 @@ def history_tables(
         "zip_prefix": UNKNOWN_CODE,
         **{f"user_{k}": v for k, v in prior_row.items()},
         **dict.fromkeys(TASTE_COLUMNS, positive_prior),
+        **dict(zip(user_factors.columns, factors.default_user().tolist(), strict=True)),
     }
     item_defaults: dict[str, Any] = {
         "release_year": math.nan,
         **dict.fromkeys(GENRE_COLUMNS, 0),
         **{f"item_{k}": v for k, v in prior_row.items()},
+        **dict(zip(item_factors.columns, factors.default_item().tolist(), strict=True)),
     }
 
-    user_table = _with_history(user_profiles, USER_ID, [user_stats, taste], user_defaults)
-    item_table = _with_history(item_profiles, ITEM_ID, [item_stats], item_defaults)
+    user_table = _with_history(user_profiles, USER_ID, [user_stats, taste, user_factors], user_defaults)
+    item_table = _with_history(item_profiles, ITEM_ID, [item_stats, item_factors], item_defaults)
     for table, column in ((user_table, "user_count"), (item_table, "item_count")):
         table[column] = np.log1p(table[column] * count_scale)
     defaults = {
@@ -189,6 +202,13 @@ def history_tables(
         "item": {k: _json_value(v) for k, v in item_defaults.items()},
     }
     return user_table, item_table, defaults
+
+
+def _factor_columns(factors: Factorization) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The factorisation's vectors as named lookup-table columns (``user_factor_0``, ...)."""
+    user = factors.user_vectors.rename(columns=lambda k: f"{USER_FACTOR_PREFIX}{k}")
+    item = factors.item_vectors.rename(columns=lambda k: f"{ITEM_FACTOR_PREFIX}{k}")
+    return user, item
 
 
 def _with_history(
@@ -244,7 +264,9 @@ def build_features(
 
     user_profiles = encode_users(users)
     item_profiles = encode_items(items)
-    user_table, item_table, defaults = history_tables(train, user_profiles, item_profiles, config=config)
+    user_table, item_table, defaults = history_tables(
+        train, user_profiles, item_profiles, config=config, seed=seed
+    )
 
     out: dict[str, pd.DataFrame] = {}
     for name, frame in splits.items():
@@ -283,7 +305,7 @@ def _out_of_fold(
     scale = config.n_folds / (config.n_folds - 1)
     for fit_rows, apply_rows in folds.split(train):
         user_table, item_table, defaults = history_tables(
-            train.iloc[fit_rows], user_profiles, item_profiles, config=config, count_scale=scale
+            train.iloc[fit_rows], user_profiles, item_profiles, config=config, seed=seed, count_scale=scale
         )
         parts.append(
             assemble_features(train.iloc[apply_rows][[USER_ID, ITEM_ID]], user_table, item_table, defaults)
