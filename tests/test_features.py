@@ -157,7 +157,7 @@ def test_bad_inputs_are_rejected_naming_the_rule(built, synthetic_movielens) -> 
         assemble_features(pd.DataFrame({USER_ID: [1]}), built.user_features, built.item_features, built.defaults)
     with pytest.raises(ValueError, match=r"defaults lack \['age', 'gender'"):
         FeatureLookup(built.user_features, built.item_features, {"user": {}, "item": built.defaults["item"]})
-    with pytest.raises(ValueError, match=r"must list each id once; repeated: \[1\]"):
+    with pytest.raises(ValueError, match=r"must list each id once; repeated: \[1, 2, 3"):
         FeatureLookup(pd.concat([built.user_features] * 2), built.item_features, built.defaults)
 
 
