@@ -32,7 +32,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
 from ab_router.assignment import ARMS, AssignmentConfig, assign_arms, check_split
-from ab_router.features import assemble_features
+from ab_router.features import FeatureLookup
 from ab_router.policy import positive_scores
 from ab_router.schema import ITEM_ID, USER_ID, to_feature_frame
 
@@ -113,9 +113,12 @@ class ABRouterModel(mlflow.pyfunc.PythonModel):
         self.arms: dict[str, dict[str, str]] = config["arms"]
         artifacts = context.artifacts
         self.policies = {arm: mlflow.pyfunc.load_model(artifacts[key]) for arm, key in POLICY_ARTIFACTS.items()}
-        self.user_features = pd.read_parquet(artifacts[USER_FEATURES_ARTIFACT])
-        self.item_features = pd.read_parquet(artifacts[ITEM_FEATURES_ARTIFACT])
-        self.feature_defaults = json.loads(Path(artifacts[FEATURE_DEFAULTS_ARTIFACT]).read_text())
+        # Indexed once here, so a request pays only for the gather (10,000 rows in milliseconds).
+        self.features = FeatureLookup(
+            pd.read_parquet(artifacts[USER_FEATURES_ARTIFACT]),
+            pd.read_parquet(artifacts[ITEM_FEATURES_ARTIFACT]),
+            json.loads(Path(artifacts[FEATURE_DEFAULTS_ARTIFACT]).read_text()),
+        )
         log.info("router loaded: %s, arms %s", self.assignment, self.arms)
 
     def _resolve_params(self, params: Mapping[str, Any] | None) -> tuple[AssignmentConfig, str]:
@@ -150,7 +153,7 @@ class ABRouterModel(mlflow.pyfunc.PythonModel):
         pairs = model_input.loc[:, [USER_ID, ITEM_ID]].reset_index(drop=True)
         assigned = assign_arms(pairs[USER_ID].to_numpy(), assignment)
         policy = np.full(len(pairs), force_policy) if force_policy else assigned.policy
-        features = assemble_features(pairs, self.user_features, self.item_features, self.feature_defaults)
+        features = self.features.assemble(pairs)
         scores = np.full(len(pairs), np.nan)
         # Each policy scores only its own rows: the router costs one model call per arm, not two per row.
         for arm in ARMS:
