@@ -196,3 +196,42 @@ def test_experiment_spec_validates_the_design():
         _spec(split=1.0)
     with pytest.raises(ValueError, match="environment must be one of"):
         _spec(environment="live")
+
+
+def test_endpoint_scorer_posts_dataframe_split_and_params_in_batches(monkeypatch):
+    import http.server
+    import threading
+
+    from steps import experiment
+
+    router = StandInRouter(item_hash_score, item_hash_score)
+    seen: list[dict] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # the scoring server's /invocations contract
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append({"path": self.path, "params": body.get("params")})
+            split = body["dataframe_split"]
+            pairs = pd.DataFrame(split["data"], columns=split["columns"])
+            out = router(pairs, body.get("params")).astype({"model_version": str})
+            payload = json.dumps({"predictions": out.to_dict(orient="records")}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(experiment, "ENDPOINT_BATCH_ROWS", 4)
+        scorer = experiment.endpoint_scorer(f"http://127.0.0.1:{server.server_port}")
+        pairs = pd.DataFrame({"user_id": np.arange(10), "item_id": np.arange(10) + 1})
+        routed = scorer(pairs, {"force_policy": "B"})
+    finally:
+        server.shutdown()
+    assert len(seen) == 3 and all(s["path"] == "/invocations" for s in seen)
+    assert seen[0]["params"] == {"force_policy": "B"}
+    assert routed["user_id"].tolist() == list(range(10)) and set(routed["policy"]) == {"B"}
