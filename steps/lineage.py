@@ -31,6 +31,7 @@ from steps.config import (
     USER_FEATURES_FILE,
     USERS_FILE,
 )
+from steps.tracking_store import ensure_store_ready, retry_when_locked
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,14 @@ def resolve_upstream_run(step: str, run_id: str, params: Mapping[str, Any], *, h
 
 @contextmanager
 def step_run(step: str) -> Iterator[mlflow.ActiveRun]:
-    """Open the step's run (the one `mlflow run` created, via MLFLOW_RUN_ID) and tag it with the step name."""
-    with mlflow.start_run() as run:
-        mlflow.set_tag(STEP_TAG, step)
+    """Open the step's run (the one `mlflow run` created, via MLFLOW_RUN_ID) and tag it with the step name.
+
+    On the embedded SQLite store, concurrent steps are made safe first (steps/tracking_store.py): the schema is
+    created once under a lock, and a lock held past MLflow's busy timeout is retried, then explained.
+    """
+    ensure_store_ready()
+    with retry_when_locked(mlflow.start_run, what=f"{step}: start run") as run:
+        retry_when_locked(lambda: mlflow.set_tag(STEP_TAG, step), what=f"{step}: tag run")
         yield run
 
 
