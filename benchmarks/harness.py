@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import statistics
 import subprocess
+import tarfile
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -79,3 +84,106 @@ def machine_line() -> str:
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
         f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
     )
+
+
+# ----------------------------------------------------------------------------- added for issue 9's benchmarks
+def load_line() -> str:
+    """The load average next to every table: on a shared 2-core machine it says how much to trust the numbers."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average (1/5/15 min): {one:.1f} / {five:.1f} / {fifteen:.1f} on {os.cpu_count()} cores"
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) with numpy's default linear interpolation."""
+    if not len(values):
+        raise ValueError("percentile of no values")
+    return float(np.percentile(np.asarray(values, dtype=float), q))
+
+
+def scaling_exponent(sizes: Sequence[float], times: Sequence[float]) -> float:
+    """Slope of log(time) against log(size): 1.0 = linear, 2.0 = quadratic (NaN with fewer than 2 sizes)."""
+    if len(sizes) != len(times):
+        raise ValueError(f"sizes and times must have the same length, got {len(sizes)} and {len(times)}")
+    if len(set(sizes)) < 2:
+        return float("nan")
+    slope, _ = np.polyfit(np.log(np.asarray(sizes, dtype=float)), np.log(np.asarray(times, dtype=float)), 1)
+    return float(slope)
+
+
+def _children_of() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # Field 4 of /proc/<pid>/stat is the parent pid; the command name (field 2) may hold spaces.
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def process_tree(root_pid: int) -> list[int]:
+    """``root_pid`` and all its descendants alive now."""
+    children = _children_of()
+    found, stack = [], [root_pid]
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def rss_mb(pids: Sequence[int]) -> float:
+    """Sum of VmRSS (from /proc/<pid>/status) over ``pids``, in MB; processes gone meanwhile count 0."""
+    total_kb = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+                    break
+        except OSError:
+            continue
+    return total_kb / 1024
+
+
+def snapshot_project(dest: Path, *, code: str = "head") -> Path:
+    """A frozen copy of the project to run benchmarks on, so other people's edits cannot change code mid-run.
+
+    ``code="head"`` exports the last commit (``git archive``); ``"worktree"`` copies the working tree's tracked
+    and untracked, non-ignored files. The copy has no ``.git``: the pipeline's code version is then a hash of its
+    files, stable for the whole benchmark (a cached ``main`` can only be reused if that holds).
+    """
+    if code not in ("head", "worktree"):
+        raise ValueError(f"code must be 'head' or 'worktree', got {code!r}")
+    dest.mkdir(parents=True, exist_ok=True)
+    if code == "head":
+        with tempfile.TemporaryFile() as archive:
+            subprocess.run(["git", "archive", "HEAD"], cwd=PROJECT_DIR, stdout=archive, check=True)
+            archive.seek(0)
+            with tarfile.open(fileobj=archive) as tar:
+                tar.extractall(dest, filter="data")
+        return dest
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    for relative in listed:
+        source = PROJECT_DIR / relative
+        if source.is_file():
+            (dest / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / relative)
+    return dest
+
+
+def git_head() -> str:
+    """The checkout's commit (short), to print beside the tables."""
+    result = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR, capture_output=True, text=True
+    )
+    return result.stdout.strip() or "unknown"
