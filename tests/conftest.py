@@ -20,6 +20,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures_router",
     "tests.fixtures_simulate",
     "tests.fixtures_team",
+    "tests.fixtures_main",
 ]
 
 

@@ -1,0 +1,118 @@
+"""`mlflow run . -e main --env-manager local` end to end on synthetic data: one tree, correct reuse.
+
+The tests run in order on one store: a cold run, an identical run (reuses everything), a run after a step was
+marked FAILED (reruns it), and a run with another num_leaves (reruns train_b and what follows it).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from steps.pipeline import PIPELINE
+from tests.fixtures_main import FAST_PARAMS, Snapshot, Store, latest_main, outcomes, run_main, step_runs
+
+pytestmark = pytest.mark.e2e
+
+ALL_STEPS = [step.entry_point for step in PIPELINE]
+
+
+@pytest.fixture(scope="module")
+def params(synthetic_ml100k_zip: Path) -> dict[str, str]:
+    return {"source": "local", "data_path": str(synthetic_ml100k_zip), **FAST_PARAMS}
+
+
+@pytest.fixture(scope="module")
+def first_main(project_snapshot: Snapshot, main_store: Store, params: dict[str, str]) -> str:
+    run_main(project_snapshot.path, main_store, params)
+    return latest_main(main_store).info.run_id
+
+
+def test_cold_run_builds_one_tree_of_finished_steps(first_main: str, main_store: Store, project_snapshot) -> None:
+    main_run = main_store.client.get_run(first_main)
+    children = step_runs(main_store, first_main)
+    assert main_run.info.status == "FINISHED"
+    assert sorted(children) == sorted(ALL_STEPS)
+    assert {name: run.info.status for name, run in children.items()} == dict.fromkeys(ALL_STEPS, "FINISHED")
+    assert outcomes(main_run) == dict.fromkeys(ALL_STEPS, "ran")
+    for name, run in children.items():
+        assert main_run.data.tags[f"abtest.steps.{name}.run_id"] == run.info.run_id
+        assert run.data.tags["mlflow.source.git.commit"] == project_snapshot.commit
+        assert run.data.tags["abtest.code_version"] == project_snapshot.commit
+        assert "mlflow.project.env" not in run.data.tags  # --env-manager local reached the children
+
+    # Upstream run ids travel as parameters; user parameters reach the steps that declare them.
+    prepare, train_b = children["prepare"].info.run_id, children["train_b"].data
+    assert train_b.params["prepare_run"] == prepare
+    assert train_b.params["n_estimators"] == "30"
+    assert children["evaluate"].data.params["cv_folds"] == "2"
+    assert children["evaluate"].data.params["train_b_run"] == children["train_b"].info.run_id
+
+    # Step table artifact and summary tags copied from the children.
+    table = pd.read_csv(
+        io.StringIO(mlflow.artifacts.load_text(f"{main_run.info.artifact_uri}/pipeline/steps.csv"))
+    )
+    assert table["entry_point"].tolist() == ALL_STEPS
+    assert set(table["outcome"]) == {"ran"}
+    assert main_run.data.metrics["steps_ran"] == len(ALL_STEPS)
+    assert main_run.data.tags["abtest.evaluate.decision"] == children["evaluate"].data.tags["abtest.decision"]
+    assert main_run.data.tags["abtest.router.router_version"] == "1"
+
+
+def test_cold_run_sets_aliases_and_serves_a_prediction(first_main: str, main_store: Store) -> None:
+    client = main_store.client
+    policy_a = client.get_model_version_by_alias("movielens_ctr_ab", "PolicyA")
+    policy_b = client.get_model_version_by_alias("movielens_ctr_ab", "PolicyB")
+    main_tags = client.get_run(first_main).data.tags
+    assert (str(policy_a.version), str(policy_b.version)) == (
+        main_tags["abtest.register.policy_a_version"],
+        main_tags["abtest.register.policy_b_version"],
+    )
+    assert str(client.get_model_version_by_alias("movielens_ctr_router", "router").version) == "1"
+
+    with main_store.active():
+        router = mlflow.pyfunc.load_model("models:/movielens_ctr_router@router")
+    requests = pd.DataFrame({"user_id": [1, 2, 3, 10**9], "item_id": [1, 2, 3, 10**9]}, dtype="int64")
+    served = router.predict(requests)
+    assert served["user_id"].tolist() == requests["user_id"].tolist()
+    assert set(served["policy"]) <= {"A", "B"}
+    assert served["score"].between(0, 1).all()
+    assert bool(served["cold_user"].iloc[-1]) and bool(served["cold_item"].iloc[-1])
+
+
+def test_identical_run_creates_no_step_runs(first_main: str, main_store: Store, project_snapshot, params) -> None:
+    before = {run.info.run_id for run in main_store.runs()}
+    run_main(project_snapshot.path, main_store, params)
+    new = [run for run in main_store.runs() if run.info.run_id not in before]
+    assert [run.data.tags["mlflow.project.entryPoint"] for run in new] == ["main"]
+    second = new[0]
+    assert outcomes(second) == dict.fromkeys(ALL_STEPS, "reused")
+    first_children = step_runs(main_store, first_main)
+    for name in ALL_STEPS:
+        assert second.data.tags[f"abtest.steps.{name}.run_id"] == first_children[name].info.run_id
+    assert second.data.metrics["steps_reused"] == len(ALL_STEPS)
+
+
+def test_failed_step_is_rerun_not_reused(first_main: str, main_store: Store, project_snapshot, params) -> None:
+    simulate = step_runs(main_store, first_main)["simulate"]
+    main_store.client.set_terminated(simulate.info.run_id, "FAILED")  # as if it had crashed
+    run_main(project_snapshot.path, main_store, params)
+    third = latest_main(main_store)
+    assert outcomes(third) == {**dict.fromkeys(ALL_STEPS, "reused"), "simulate": "ran"}
+    rerun = step_runs(main_store, third.info.run_id)["simulate"]
+    assert rerun.info.status == "FINISHED"
+    assert rerun.info.run_id != simulate.info.run_id
+
+
+def test_num_leaves_reruns_train_b_and_downstream_only(main_store: Store, project_snapshot, params) -> None:
+    run_main(project_snapshot.path, main_store, {**params, "num_leaves": "63", "until": "evaluate"})
+    fourth = latest_main(main_store)
+    assert outcomes(fourth) == {"prepare": "reused", "train_a": "reused", "train_b": "ran", "evaluate": "ran"}
+    children = step_runs(main_store, fourth.info.run_id)
+    assert sorted(children) == ["evaluate", "train_b"]
+    assert children["train_b"].data.params["num_leaves"] == "63"
+    assert children["evaluate"].data.params["train_b_run"] == children["train_b"].info.run_id
