@@ -50,10 +50,16 @@ class FeatureConfig:
     prior_strength: float = 10.0  # pseudo-ratings at the global prior in smoothed user/item rates and means
     genre_prior_strength: float = 5.0  # pseudo-ratings at the user's own rate in each genre's taste
     factorization: FactorizationConfig = field(default_factory=lambda: FactorizationConfig(regularization=20.0))
+    # Share of training rows whose user is held out of every fold's history, so the models learn how a user
+    # without history behaves. None = the share of validation rows whose user has no training history (ids
+    # only, no labels): ~0 for random splits, most rows for a temporal split, where new users dominate.
+    cold_user_share: float | None = None
 
     def __post_init__(self) -> None:
         if self.n_folds < 2:
             raise ValueError(f"n_folds must be >= 2 so training rows get out-of-fold features, got {self.n_folds}")
+        if self.cold_user_share is not None and not 0.0 <= self.cold_user_share < 1.0:
+            raise ValueError(f"cold_user_share must be in [0, 1) or None, got {self.cold_user_share}")
         if self.prior_strength <= 0 or self.genre_prior_strength <= 0:
             raise ValueError(
                 "prior strengths must be > 0, got "
@@ -271,7 +277,10 @@ def build_features(
     out: dict[str, pd.DataFrame] = {}
     for name, frame in splits.items():
         if name == "train":
-            features = _out_of_fold(train, user_profiles, item_profiles, seed=seed, config=config)
+            folds = fold_assignment(
+                train, n_folds=config.n_folds, cold_user_share=_cold_user_share(splits, config), seed=seed
+            )
+            features = _out_of_fold(train, folds, user_profiles, item_profiles, seed=seed, config=config)
         else:
             features = assemble_features(frame[[USER_ID, ITEM_ID]], user_table, item_table, defaults)
         base = frame.drop(columns=[c for c in FEATURE_COLUMNS if c in frame.columns])
@@ -291,8 +300,47 @@ def build_features(
     return FeatureTables(splits=out, user_features=user_table, item_features=item_table, defaults=defaults)
 
 
+def _cold_user_share(splits: Mapping[str, pd.DataFrame], config: FeatureConfig) -> float:
+    """The configured cold-user share, or the share of validation rows whose user has no training rows."""
+    if config.cold_user_share is not None:
+        return config.cold_user_share
+    reference = splits.get("val")
+    if reference is None or reference.empty:
+        return 0.0
+    share = float((~reference[USER_ID].isin(splits["train"][USER_ID])).mean())
+    return min(share, MAX_COLD_USER_SHARE)
+
+
+# Some users always keep their history, so the history features still have rows to learn from.
+MAX_COLD_USER_SHARE = 0.9
+
+
+def fold_assignment(train: pd.DataFrame, *, n_folds: int, cold_user_share: float, seed: int) -> np.ndarray:
+    """Fold number of every training row: seeded random rows, except whole users for the cold-user share.
+
+    A user whose rows all sit in one fold has no history in that fold's features: the training rows then look
+    like the val/test rows of users who arrive after the training period.
+    """
+    folds = np.empty(len(train), dtype=np.int64)
+    for fold, (_, rows) in enumerate(KFold(n_splits=n_folds, shuffle=True, random_state=seed).split(train)):
+        folds[rows] = fold
+    if cold_user_share <= 0:
+        return folds
+    users = train[USER_ID].to_numpy()
+    ids, counts = np.unique(users, return_counts=True)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(ids))
+    n_cold = int(np.searchsorted(np.cumsum(counts[order]), cold_user_share * len(train)))
+    cold_ids = ids[order[:n_cold]]
+    cold_fold = pd.Series(rng.integers(0, n_folds, len(cold_ids)), index=cold_ids)
+    is_cold = np.isin(users, cold_ids)
+    folds[is_cold] = cold_fold.reindex(users[is_cold]).to_numpy()
+    return folds
+
+
 def _out_of_fold(
     train: pd.DataFrame,
+    folds: np.ndarray,
     user_profiles: pd.DataFrame,
     item_profiles: pd.DataFrame,
     *,
@@ -301,11 +349,13 @@ def _out_of_fold(
 ) -> pd.DataFrame:
     """Features of each training row computed from the other folds only."""
     parts, positions = [], []
-    folds = KFold(n_splits=config.n_folds, shuffle=True, random_state=seed)
     scale = config.n_folds / (config.n_folds - 1)
-    for fit_rows, apply_rows in folds.split(train):
+    for fold in range(config.n_folds):
+        apply_rows = np.flatnonzero(folds == fold)
+        if not len(apply_rows):
+            continue
         user_table, item_table, defaults = history_tables(
-            train.iloc[fit_rows], user_profiles, item_profiles, config=config, seed=seed, count_scale=scale
+            train.iloc[folds != fold], user_profiles, item_profiles, config=config, seed=seed, count_scale=scale
         )
         parts.append(
             assemble_features(train.iloc[apply_rows][[USER_ID, ITEM_ID]], user_table, item_table, defaults)

@@ -11,7 +11,7 @@ import pytest
 
 from ab_router.features import FeatureLookup, assemble_features
 from ab_router.schema import FEATURE_COLUMNS, ITEM_ID, USER_ID, feature_dtypes
-from steps.features import FeatureConfig, build_features, encode_users
+from steps.features import FeatureConfig, build_features, encode_users, fold_assignment
 
 HISTORY_FEATURES = [c for c in FEATURE_COLUMNS if c.startswith(("user_", "item_", "mf_"))]
 
@@ -175,3 +175,28 @@ def test_a_held_lookup_assembles_ten_thousand_rows_fast_and_alike(built) -> None
         timings.append(time.perf_counter() - start)
     # A few ms on an idle 2-core machine; the bound leaves room for a busy one.
     assert min(timings) < 0.05
+
+
+def test_cold_user_share_holds_whole_users_out_of_their_own_history(synthetic_movielens) -> None:
+    splits, users, items = synthetic_movielens
+    train = splits["train"]
+    folds = fold_assignment(train, n_folds=5, cold_user_share=0.4, seed=1)
+    folds_per_user = pd.Series(folds).groupby(train[USER_ID].to_numpy()).nunique()
+    single = folds_per_user.index[folds_per_user == 1]
+    assert train[USER_ID].isin(single).mean() == pytest.approx(0.4, abs=0.05)
+
+    built = build_features(splits, users, items, seed=1, config=FeatureConfig(cold_user_share=0.4))
+    cold_rows = built.splits["train"]["user_count"] == 0
+    assert cold_rows.mean() == pytest.approx(0.4, abs=0.05)
+    # a cold row's user rate is its fold's global prior
+    priors = built.splits["train"].loc[cold_rows, "user_pos_rate"]
+    assert priors.nunique() <= 5 and priors.to_numpy() == pytest.approx(train["label"].mean(), abs=0.03)
+
+
+def test_the_cold_user_share_follows_the_validation_split(synthetic_movielens) -> None:
+    splits, users, items = synthetic_movielens
+    newcomers = splits["val"].assign(user_id=splits["val"][USER_ID] + 1000)
+    built = build_features({**splits, "val": newcomers}, users, items, seed=1)
+    assert (built.splits["train"]["user_count"] == 0).mean() == pytest.approx(0.9, abs=0.05)  # capped at 0.9
+    warm = build_features({**splits, "val": splits["train"].head(50)}, users, items, seed=1)
+    assert (warm.splits["train"]["user_count"] == 0).mean() < 0.02
