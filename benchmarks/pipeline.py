@@ -1,0 +1,301 @@
+"""Pipeline benchmark: wall time and peak memory of every step and of `main` (cold and cached), by data size.
+
+Every measurement is ``mlflow run <project> -e <entry> --env-manager local`` as a subprocess, in a temporary
+SQLite store of its own (never ./mlruns), on a frozen copy of the project (``--code head``: the last commit), so
+other people's edits cannot change the code half-way. Peak memory is the ``ru_maxrss`` of the ``mlflow run``
+process tree (``os.wait4``), i.e. the largest single process (the step), not the sum.
+
+For each size and repeat, in fresh stores:
+- the steps one by one, each given its upstream run ids (prepare → train_a, train_b → evaluate → register →
+  router → simulate);
+- ``main`` cold (empty store), then the identical ``main`` again (cached: every step reused).
+
+Sizes: ``ml-100k`` (the original zip via ``--zip`` / $ABTEST_ML100K_ZIP, else ``source=pypi``), ``ml-1m``
+(synthetic, ML-1M's sizes: 1,000,209 ratings, 6,040 users, 3,706 items, from ``steps.synthetic``) and ``ml-1m-x10``
+(10x that; slow: choose it explicitly). The scaling exponent is the slope of log(time) against log(ratings).
+
+    python -m benchmarks.pipeline --sizes ml-100k,ml-1m --repeats 3
+    python -m benchmarks.pipeline --sizes ml-100k,ml-1m,ml-1m-x10 --repeats 1 --skip-main
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from benchmarks.harness import (
+    Measurement,
+    git_head,
+    load_line,
+    machine_line,
+    markdown_table,
+    median,
+    run_measured,
+    scaling_exponent,
+    snapshot_project,
+)
+from steps.synthetic import REAL_SIZES, write_synthetic_zip
+
+log = logging.getLogger("benchmarks.pipeline")
+
+STEPS: tuple[str, ...] = ("prepare", "train_a", "train_b", "evaluate", "register", "router", "simulate")
+# Upstream run ids each step is given: parameter name -> the step whose run id it takes.
+UPSTREAM: dict[str, dict[str, str]] = {
+    "train_a": {"prepare_run": "prepare"},
+    "train_b": {"prepare_run": "prepare"},
+    "evaluate": {"train_a_run": "train_a", "train_b_run": "train_b", "prepare_run": "prepare"},
+    "register": {"train_a_run": "train_a", "train_b_run": "train_b", "evaluate_run": "evaluate"},
+    "simulate": {"router_run": "router", "prepare_run": "prepare"},
+}
+MAIN_COLD, MAIN_CACHED = "main (cold)", "main (cached)"
+# Targets of issue 9, in seconds: (size, row) -> bound.
+TARGETS: dict[tuple[str, str], float] = {
+    ("ml-100k", MAIN_COLD): 60.0,
+    ("ml-100k", MAIN_CACHED): 15.0,
+    ("ml-1m", MAIN_COLD): 300.0,
+}
+
+
+@dataclass(frozen=True)
+class DataSize:
+    """One data size of the benchmark: the layout (prepare's ``dataset``), ratings and synthetic scale."""
+
+    name: str
+    dataset: str
+    ratings: int
+    synthetic_scale: float | None  # None = the real dataset
+
+
+SIZES: dict[str, DataSize] = {
+    "ml-100k": DataSize("ml-100k", "ml-100k", REAL_SIZES["ml-100k"][2], None),
+    "ml-1m": DataSize("ml-1m", "ml-1m", REAL_SIZES["ml-1m"][2], 1.0),
+    "ml-1m-x10": DataSize("ml-1m-x10", "ml-1m", REAL_SIZES["ml-1m"][2] * 10, 10.0),
+}
+
+
+@dataclass(frozen=True)
+class Store:
+    """A SQLite tracking + registry store with one experiment, used only by this benchmark's subprocesses."""
+
+    root: Path
+    experiment_id: str
+
+    @property
+    def uri(self) -> str:
+        """The store's URI (tracking and registry)."""
+        return f"sqlite:///{self.root / 'mlflow.db'}"
+
+    @property
+    def client(self) -> MlflowClient:
+        """A client bound to this store."""
+        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    def env(self) -> dict[str, str]:
+        """Environment of an `mlflow run` subprocess writing to this store."""
+        return {"MLFLOW_TRACKING_URI": self.uri, "MLFLOW_REGISTRY_URI": self.uri}
+
+
+def new_store(root: Path) -> Store:
+    """A new store under ``root`` with an experiment whose artifacts live there too (never ./mlruns)."""
+    root.mkdir(parents=True)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment_id = client.create_experiment("bench", artifact_location=(root / "artifacts").as_uri())
+    return Store(root, experiment_id)
+
+
+def data_params(size: DataSize, workdir: Path, *, zip_path: str) -> dict[str, str]:
+    """prepare's data parameters for ``size``; writes the synthetic zip first when the size needs one."""
+    if size.synthetic_scale is None:
+        if zip_path:
+            return {"dataset": size.dataset, "source": "local", "data_path": zip_path}
+        return {"dataset": size.dataset, "source": "pypi"}
+    n_users, n_items, n_ratings = (max(1, round(n * size.synthetic_scale)) for n in REAL_SIZES[size.dataset])
+    path = workdir / f"{size.name}.zip"
+    if not path.exists():
+        started = time.perf_counter()
+        write_synthetic_zip(
+            path, layout=size.dataset, n_users=n_users, n_items=n_items, n_ratings=n_ratings, seed=0
+        )
+        log.info("synthetic %s: %d ratings in %.1f s", size.name, n_ratings, time.perf_counter() - started)
+    return {"dataset": size.dataset, "source": "local", "data_path": str(path)}
+
+
+def mlflow_run(project: Path, store: Store, entry: str, params: Mapping[str, str]) -> tuple[Measurement, str]:
+    """``mlflow run -e entry --env-manager local`` measured; returns the measurement and the run's id."""
+    command = [sys.executable, "-m", "mlflow", "run", str(project), "-e", entry, "--env-manager", "local"]
+    command += ["--experiment-id", store.experiment_id]
+    for name, value in params.items():
+        command += ["-P", f"{name}={value}"]
+    measured = run_measured(command, env=store.env(), cwd=store.root)
+    runs = store.client.search_runs(
+        [store.experiment_id],
+        f"tags.`mlflow.project.entryPoint` = '{entry}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    log.info("%s: %.1f s, peak %.0f MB", entry, measured.wall_s, measured.peak_rss_mb)
+    return measured, runs[0].info.run_id
+
+
+def measure_steps(
+    project: Path, store: Store, data: Mapping[str, str], steps: Sequence[str]
+) -> dict[str, Measurement]:
+    """Each step on its own, given its upstream run ids."""
+    run_ids: dict[str, str] = {}
+    measured: dict[str, Measurement] = {}
+    for step in steps:
+        params = dict(data) if step == "prepare" else {}
+        params |= {name: run_ids[up] for name, up in UPSTREAM.get(step, {}).items() if up in run_ids}
+        measured[step], run_ids[step] = mlflow_run(project, store, step, params)
+    return measured
+
+
+def measure_main(project: Path, store: Store, data: Mapping[str, str], until: str) -> dict[str, Measurement]:
+    """``main`` in an empty store, then the same launch again, which must reuse every step."""
+    params = {**data, "until": until}
+    cold, _ = mlflow_run(project, store, "main", params)
+    cached, run_id = mlflow_run(project, store, "main", params)
+    metrics = store.client.get_run(run_id).data.metrics
+    if metrics.get("steps_ran", 0) != 0:
+        log.warning("cached main ran %d step(s) instead of reusing them", metrics["steps_ran"])
+    return {MAIN_COLD: cold, MAIN_CACHED: cached}
+
+
+@dataclass
+class Results:
+    """Measurements by size name, then row label (a step or a main variant), one per repeat."""
+
+    by_size: dict[str, dict[str, list[Measurement]]]
+
+    def add(self, size: str, measured: Mapping[str, Measurement]) -> None:
+        """Append one repeat's measurements of ``size``."""
+        for label, value in measured.items():
+            self.by_size.setdefault(size, {}).setdefault(label, []).append(value)
+
+    def median_wall(self, size: str, label: str) -> float:
+        """Median wall time (NaN if not measured)."""
+        values = self.by_size.get(size, {}).get(label, [])
+        return median([m.wall_s for m in values]) if values else math.nan
+
+    def median_peak(self, size: str, label: str) -> float:
+        """Median peak RSS in MB (NaN if not measured)."""
+        values = self.by_size.get(size, {}).get(label, [])
+        return median([m.peak_rss_mb for m in values]) if values else math.nan
+
+
+def tables(results: Results, sizes: Sequence[DataSize]) -> str:
+    """Time table (with the scaling exponent and ratios), memory table and the targets, as markdown."""
+    labels = [
+        label
+        for label in (*STEPS, MAIN_COLD, MAIN_CACHED)
+        if any(label in results.by_size.get(s.name, {}) for s in sizes)
+    ]
+    time_rows, memory_rows = [], []
+    for label in labels:
+        walls = [results.median_wall(s.name, label) for s in sizes]
+        measured = [(s.ratings, w) for s, w in zip(sizes, walls, strict=True) if not math.isnan(w)]
+        exponent = scaling_exponent([r for r, _ in measured], [w for _, w in measured])
+        time_rows.append([label, *walls, exponent])
+        memory_rows.append([label, *(results.median_peak(s.name, label) for s in sizes)])
+    # Ratios against the baseline measured in the same run: main's overhead over launching the steps by hand.
+    ratio_rows = []
+    for s in sizes:
+        step_sum = sum(
+            results.median_wall(s.name, step) for step in STEPS if step in results.by_size.get(s.name, {})
+        )
+        cold, cached = results.median_wall(s.name, MAIN_COLD), results.median_wall(s.name, MAIN_CACHED)
+        ratio_rows.append(
+            [s.name, step_sum, cold, cold / step_sum if step_sum else math.nan, cached, cached / cold]
+        )
+    names = [f"{s.name} ({s.ratings:,} ratings)" for s in sizes]
+    target_rows = []
+    for (size, label), bound in TARGETS.items():
+        wall = results.median_wall(size, label)
+        verdict = "not measured" if math.isnan(wall) else ("met" if wall <= bound else "MISSED")
+        target_rows.append([f"{label}, {size}", f"<= {bound:.0f} s", wall, verdict])
+    return "\n\n".join(
+        [
+            "Wall time, s (median over repeats); exponent = slope of log(time) vs log(ratings)",
+            markdown_table(["step", *names, "exponent"], time_rows),
+            "Peak RSS of the step's process tree, MB (largest single process)",
+            markdown_table(["step", *names], memory_rows),
+            "main vs the steps launched one by one (the same work by hand), and cached vs cold",
+            markdown_table(
+                ["size", "sum of steps s", "main cold s", "cold / sum", "main cached s", "cached / cold"],
+                ratio_rows,
+            ),
+            "Targets (issue 9)",
+            markdown_table(["what", "target", "median s", "status"], target_rows),
+        ]
+    )
+
+
+def parse_sizes(text: str) -> list[DataSize]:
+    """Comma-separated size names, validated."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SIZES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"sizes must be a comma list of {list(SIZES)}, got {text!r}")
+    return [SIZES[n] for n in names]
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    """Run the benchmark; prints and returns the markdown report."""
+    parser = argparse.ArgumentParser(prog="benchmarks.pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--sizes", type=parse_sizes, default=parse_sizes("ml-100k,ml-1m"), help=f"of {list(SIZES)}"
+    )
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--zip", default=os.environ.get("ABTEST_ML100K_ZIP", ""), help="original ml-100k.zip")
+    parser.add_argument("--until", choices=STEPS, default=STEPS[-1], help="last step measured (and main's until)")
+    parser.add_argument("--skip-main", action="store_true", help="measure the steps only")
+    parser.add_argument("--skip-steps", action="store_true", help="measure main only")
+    parser.add_argument("--code", choices=("head", "worktree"), default="head", help="which code to snapshot")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep stores and data here (default: temp)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A leftover experiment or run from the caller's shell would redirect or break the `mlflow run` children.
+    for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
+        os.environ.pop(name, None)
+    steps = list(STEPS[: STEPS.index(args.until) + 1])
+    load_before = load_line()
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        project = snapshot_project(workdir / "project", code=args.code)
+        results = Results({})
+        for size in args.sizes:
+            data = data_params(size, workdir, zip_path=args.zip)
+            for repeat in range(args.repeats):
+                log.info("%s, repeat %d/%d", size.name, repeat + 1, args.repeats)
+                tag = f"{size.name}-{repeat}-{time.monotonic_ns()}"
+                if not args.skip_steps:
+                    results.add(
+                        size.name, measure_steps(project, new_store(workdir / f"steps-{tag}"), data, steps)
+                    )
+                if not args.skip_main:
+                    results.add(
+                        size.name, measure_main(project, new_store(workdir / f"main-{tag}"), data, steps[-1])
+                    )
+    header = [
+        machine_line(),
+        f"code: {args.code} of {git_head()}; mlflow run --env-manager local; SQLite; repeats: {args.repeats}",
+        f"{load_before} (before); {load_line()} (after)",
+    ]
+    text = "\n".join(header) + "\n\n" + tables(results, args.sizes)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,416 @@
+"""Serving benchmark: the served A/B router vs policy B served alone, in-process throughput, and a 60 s soak.
+
+Both models are served by ``mlflow models serve --env-manager local -w 1`` on 127.0.0.1, one after the other
+(never at the same time on 2 cores). Requests are built before timing (JSON bytes, ``dataframe_split``) from the
+same (user, item) pairs of the prepare run's test split: the router gets ``user_id, item_id``; policy B gets those
+pairs' feature rows, assembled by the router's own feature look-up (what a client without the router would send).
+
+- HTTP, per model: single-row latency p50/p95/p99 (sequential, keep-alive), throughput with 1, 4 and 16 concurrent
+  clients (threads, a bounded number of requests each), and rows/s of 10,000-row requests. Router overhead =
+  router / policy B.
+- In process, on the same 10,000 rows: router ``predict`` (as configured, and forced to B) vs policy B's pyfunc
+  vs the raw ``lightgbm.Booster.predict`` on the assembled feature matrix (the physical limit of this model).
+- Soak: 16 clients for ``--soak-s`` seconds against the served router (stops by itself): errors, latency
+  percentiles per 10 s window, server RSS (VmRSS summed over the server's process tree) at start and end.
+
+By default it first builds the models in a temporary SQLite store through the real steps (prepare → train_a,
+train_b → evaluate → register → router) on ML-100K (``--zip`` / $ABTEST_ML100K_ZIP, else a synthetic
+ML-100K-sized zip); ``--tracking-uri`` uses an existing store's ``models:/`` aliases instead.
+
+    python -m benchmarks.serving
+    python -m benchmarks.serving --tracking-uri sqlite:///path/mlflow.db --soak-s 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import requests
+
+from ab_router.schema import ITEM_ID, USER_ID, to_feature_frame
+from benchmarks.harness import (
+    git_head,
+    load_line,
+    machine_line,
+    markdown_table,
+    median,
+    percentile,
+    process_tree,
+    rss_mb,
+)
+from steps.experiment import resolve_router
+from steps.lineage import load_prepared
+from steps.serving import request_body, served_model
+
+log = logging.getLogger("benchmarks.serving")
+
+ROUTER_URI = "models:/movielens_ctr_router@router"
+POLICY_B_URI = "models:/movielens_ctr_ab@PolicyB"
+CONCURRENCY: tuple[int, ...] = (1, 4, 16)
+SOAK_WINDOW_S = 10.0
+SOAK_CLIENTS = 16
+# Server memory may grow while caches and allocator arenas warm up; beyond this over a soak it is a leak.
+RSS_GROWTH_BOUND_MB = 50.0
+ROUTER_P50_BOUND = 1.25  # router single-row p50 <= 1.25x policy B's
+IN_PROCESS_BOUND = 0.5  # router in-process rows/s >= 50% of Booster.predict's
+HEADERS = {"Content-Type": "application/json"}
+
+
+# --------------------------------------------------------------------------------------------------- building
+def build_models(root: Path, *, zip_path: str) -> None:
+    """Prepare, train both policies, evaluate, register and log the router into a new store under ``root``."""
+    from steps import evaluate, prepare, register, router, train_a, train_b
+    from steps.synthetic import write_synthetic_zip
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_REGISTRY_URI"] = uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    experiment = mlflow.MlflowClient().create_experiment(
+        "bench-serving", artifact_location=(root / "art").as_uri()
+    )
+    os.environ["MLFLOW_EXPERIMENT_ID"] = experiment
+    mlflow.set_experiment(experiment_id=experiment)
+    if not zip_path:
+        zip_path = str(
+            write_synthetic_zip(
+                root / "ml-100k.zip", layout="ml-100k", n_users=943, n_items=1682, n_ratings=100_000, seed=0
+            )
+        )
+    prepared = prepare.main(["--source", "local", "--data_path", zip_path])
+    run_a = train_a.main(["--prepare_run", prepared])
+    run_b = train_b.main(["--prepare_run", prepared])
+    evaluated = evaluate.main(
+        ["--train_a_run", run_a, "--train_b_run", run_b, "--n_bootstrap", "50", "--cv_folds", "0"]
+    )
+    register.main(["--train_a_run", run_a, "--train_b_run", run_b, "--evaluate_run", evaluated])
+    router.main([])
+
+
+# --------------------------------------------------------------------------------------------------- requests
+@dataclass(frozen=True)
+class Workload:
+    """The same (user, item) pairs as router requests and as policy B requests, serialised once."""
+
+    pairs: pd.DataFrame  # big_rows rows; the first n_single are the single-row requests
+    features: pd.DataFrame  # the pairs' model input (schema dtypes)
+    router_single: list[bytes]
+    policy_single: list[bytes]
+    router_big: bytes
+    policy_big: bytes
+
+
+def _json(frame: pd.DataFrame) -> bytes:
+    return json.dumps(request_body(frame)).encode()
+
+
+def build_workload(
+    router_model: mlflow.pyfunc.PyFuncModel, *, n_single: int, big_rows: int, seed: int
+) -> Workload:
+    """Pairs drawn from the router's prepare run's test split, with their features from the router's look-up."""
+    handle = resolve_router(ROUTER_URI)
+    test = load_prepared(handle.prepare_run).test
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, len(test), size=max(big_rows, n_single))
+    pairs = test[[USER_ID, ITEM_ID]].iloc[rows].reset_index(drop=True).astype(np.int64)
+    features = to_feature_frame(router_model.unwrap_python_model().features.assemble(pairs))
+    return Workload(
+        pairs=pairs,
+        features=features,
+        router_single=[_json(pairs.iloc[[i]]) for i in range(n_single)],
+        policy_single=[_json(features.iloc[[i]]) for i in range(n_single)],
+        router_big=_json(pairs.iloc[:big_rows]),
+        policy_big=_json(features.iloc[:big_rows]),
+    )
+
+
+# --------------------------------------------------------------------------------------------------- HTTP
+def _post(session: requests.Session, url: str, body: bytes) -> float:
+    started = time.perf_counter()
+    response = session.post(f"{url}/invocations", data=body, headers=HEADERS, timeout=120)
+    elapsed = time.perf_counter() - started
+    if response.status_code != 200:
+        raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:500]}")
+    return elapsed
+
+
+def _clients(url: str, bodies: Sequence[bytes], *, clients: int, per_client: int) -> tuple[float, list[float]]:
+    """``clients`` threads, each sending ``per_client`` requests; wall seconds and every latency."""
+
+    def client(offset: int) -> list[float]:
+        with requests.Session() as session:
+            return [_post(session, url, bodies[(offset + i) % len(bodies)]) for i in range(per_client)]
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        latencies = [x for part in pool.map(client, range(0, clients * per_client, per_client)) for x in part]
+    return time.perf_counter() - started, latencies
+
+
+def measure_http(
+    url: str, single: Sequence[bytes], big: bytes, *, big_rows: int, per_client: int, big_repeats: int
+) -> dict[str, float]:
+    """Single-row percentiles, throughput per concurrency and 10,000-row rows/s of one served model."""
+    with requests.Session() as session:
+        for body in single[:20]:  # warm-up: lazy imports, allocator growth
+            _post(session, url, body)
+        latencies = [_post(session, url, body) for body in single]
+        big_times = [_post(session, url, big) for _ in range(big_repeats)]
+    stats = {f"single p{q} ms": percentile(latencies, q) * 1000 for q in (50, 95, 99)}
+    for clients in CONCURRENCY:
+        wall, concurrent = _clients(url, single, clients=clients, per_client=per_client)
+        stats[f"{clients} clients req/s"] = len(concurrent) / wall
+        stats[f"{clients} clients p99 ms"] = percentile(concurrent, 99) * 1000
+    stats[f"{big_rows:,}-row request s"] = median(big_times)
+    stats[f"{big_rows:,}-row rows/s"] = big_rows / median(big_times)
+    return stats
+
+
+# --------------------------------------------------------------------------------------------------- in process
+def measure_in_process(
+    router_model: mlflow.pyfunc.PyFuncModel, workload: Workload, *, repeats: int
+) -> dict[str, float]:
+    """Rows/s of each way to score the same rows in this process (median over ``repeats``)."""
+    booster = mlflow.lightgbm.load_model(POLICY_B_URI)
+    policy_b = mlflow.pyfunc.load_model(POLICY_B_URI)
+    lookup = router_model.unwrap_python_model().features
+    pairs, features = workload.pairs, workload.features
+    candidates: dict[str, Callable[[], object]] = {
+        "raw Booster.predict (feature matrix given)": lambda: booster.predict(features),
+        "policy B pyfunc predict (feature frame given)": lambda: policy_b.predict(features),
+        "feature look-up only (FeatureLookup.assemble)": lambda: lookup.assemble(pairs),
+        "router predict, forced to B": lambda: router_model.predict(pairs, params={"force_policy": "B"}),
+        "router predict (as configured: A and B)": lambda: router_model.predict(pairs),
+    }
+    rates = {}
+    for name, call in candidates.items():
+        call()  # warm-up
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+        rates[name] = len(pairs) / median(times)
+    return rates
+
+
+# --------------------------------------------------------------------------------------------------- soak
+@dataclass(frozen=True)
+class SoakResult:
+    """Per-window latency and errors, and the server's memory over the soak."""
+
+    windows: list[list[object]]
+    errors: int
+    requests: int
+    rss_start_mb: float
+    rss_end_mb: float
+    rss_max_mb: float
+
+
+def soak(url: str, bodies: Sequence[bytes], *, seconds: float, clients: int = SOAK_CLIENTS) -> SoakResult:
+    """``clients`` threads posting single-row requests until ``seconds`` have passed; server RSS every second."""
+    server = [pid for pid in process_tree(os.getpid()) if pid != os.getpid()]
+    if not server:
+        raise RuntimeError("no server process found among this benchmark's children")
+    start = time.perf_counter()
+    deadline = start + seconds
+    records: list[tuple[float, float, bool]] = []  # (start offset, latency, ok)
+    lock = threading.Lock()
+    rss_samples: list[float] = [rss_mb(process_tree(server[0]))]
+
+    def client(offset: int) -> None:
+        local = []
+        with requests.Session() as session:
+            i = offset
+            while (now := time.perf_counter()) < deadline:
+                try:
+                    latency, ok = _post(session, url, bodies[i % len(bodies)]), True
+                except (requests.RequestException, RuntimeError):
+                    latency, ok = time.perf_counter() - now, False
+                local.append((now - start, latency, ok))
+                i += 1
+        with lock:
+            records.extend(local)
+
+    def monitor() -> None:
+        while time.perf_counter() < deadline:
+            time.sleep(1.0)
+            rss_samples.append(rss_mb(process_tree(server[0])))
+
+    threads = [threading.Thread(target=client, args=(k * 997,)) for k in range(clients)]
+    threads.append(threading.Thread(target=monitor))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + 180)  # a request times out after 120 s, so this is bounded too
+    frame = pd.DataFrame(records, columns=["offset", "latency", "ok"])
+    frame["window"] = (frame["offset"] // SOAK_WINDOW_S).astype(int)
+    windows = []
+    for window, part in frame.groupby("window"):
+        ok = part.loc[part["ok"], "latency"] * 1000
+        windows.append(
+            [
+                f"{window * SOAK_WINDOW_S:.0f}-{(window + 1) * SOAK_WINDOW_S:.0f} s",
+                len(part),
+                int((~part["ok"]).sum()),
+                len(part) / SOAK_WINDOW_S,
+                *(percentile(ok.tolist(), q) if len(ok) else math.nan for q in (50, 95, 99)),
+            ]
+        )
+    return SoakResult(
+        windows=windows,
+        errors=int((~frame["ok"]).sum()),
+        requests=len(frame),
+        rss_start_mb=rss_samples[0],
+        rss_end_mb=rss_samples[-1],
+        rss_max_mb=max(rss_samples),
+    )
+
+
+# --------------------------------------------------------------------------------------------------- report
+def http_table(router: Mapping[str, float], policy_b: Mapping[str, float]) -> str:
+    """Router and policy B side by side with the ratio router / policy B."""
+    rows = [[name, router[name], policy_b[name], router[name] / policy_b[name]] for name in router]
+    return markdown_table(["metric", "router", "policy B alone", "router / policy B"], rows)
+
+
+def in_process_table(rates: Mapping[str, float], rows: int) -> str:
+    """Rows/s of each in-process path and its share of raw Booster.predict."""
+    base = next(iter(rates.values()))
+    body = [[name, rate, rate / base] for name, rate in rates.items()]
+    return markdown_table([f"in process, {rows:,} rows", "rows/s", "share of Booster.predict"], body)
+
+
+def targets_table(
+    router: Mapping[str, float],
+    policy_b: Mapping[str, float],
+    rates: Mapping[str, float],
+    soak_result: SoakResult | None,
+) -> str:
+    """Issue 9's serving targets, with status."""
+    p50_ratio = router["single p50 ms"] / policy_b["single p50 ms"]
+    share = rates["router predict (as configured: A and B)"] / rates["raw Booster.predict (feature matrix given)"]
+    rows = [
+        [
+            "router single-row p50 / policy B's",
+            f"<= {ROUTER_P50_BOUND}",
+            p50_ratio,
+            _status(p50_ratio <= ROUTER_P50_BOUND),
+        ],
+        [
+            "router in-process rows/s / Booster.predict's",
+            f">= {IN_PROCESS_BOUND}",
+            share,
+            _status(share >= IN_PROCESS_BOUND),
+        ],
+    ]
+    if soak_result is not None:
+        growth = soak_result.rss_end_mb - soak_result.rss_start_mb
+        rows += [
+            ["soak errors", "0", float(soak_result.errors), _status(soak_result.errors == 0)],
+            [
+                "soak server RSS growth, MB",
+                f"<= {RSS_GROWTH_BOUND_MB:.0f}",
+                growth,
+                _status(growth <= RSS_GROWTH_BOUND_MB),
+            ],
+        ]
+    return markdown_table(["target", "bound", "measured", "status"], rows)
+
+
+def _status(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    """Run the benchmark; prints and returns the markdown report."""
+    parser = argparse.ArgumentParser(prog="benchmarks.serving", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tracking-uri", default="", help="use this store's models (default: build them)")
+    parser.add_argument("--zip", default=os.environ.get("ABTEST_ML100K_ZIP", ""), help="original ml-100k.zip")
+    parser.add_argument("--single", type=int, default=300, help="sequential single-row requests per model")
+    parser.add_argument("--per-client", type=int, default=50, help="requests per client in the concurrency runs")
+    parser.add_argument("--big-rows", type=int, default=10_000)
+    parser.add_argument("--big-repeats", type=int, default=5)
+    parser.add_argument("--in-process-repeats", type=int, default=7)
+    parser.add_argument("--soak-s", type=float, default=60.0, help="0 = no soak")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
+        os.environ.pop(name, None)
+    load_before = load_line()
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        if args.tracking_uri:
+            os.environ["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_REGISTRY_URI"] = args.tracking_uri
+            mlflow.set_tracking_uri(args.tracking_uri)
+            mlflow.set_registry_uri(args.tracking_uri)
+        else:
+            build_models(Path(tmp), zip_path=args.zip)
+        router_model = mlflow.pyfunc.load_model(ROUTER_URI)
+        workload = build_workload(router_model, n_single=args.single, big_rows=args.big_rows, seed=args.seed)
+        rates = measure_in_process(router_model, workload, repeats=args.in_process_repeats)
+        del router_model
+        http = {}
+        for uri, single, big in (
+            (ROUTER_URI, workload.router_single, workload.router_big),
+            (POLICY_B_URI, workload.policy_single, workload.policy_big),
+        ):
+            with served_model(uri) as url:
+                log.info("measuring %s", uri)
+                http[uri] = measure_http(
+                    url,
+                    single,
+                    big,
+                    big_rows=args.big_rows,
+                    per_client=args.per_client,
+                    big_repeats=args.big_repeats,
+                )
+        soak_result = None
+        if args.soak_s > 0:
+            with served_model(ROUTER_URI) as url:
+                log.info("soak: %d clients for %.0f s", SOAK_CLIENTS, args.soak_s)
+                soak_result = soak(url, workload.router_single, seconds=args.soak_s)
+    parts = [
+        machine_line(),
+        f"code: working tree at {git_head()}; mlflow models serve -w 1 --env-manager local; 127.0.0.1; "
+        f"clients are threads of this process (they share the 2 cores with the server)",
+        f"{load_before} (before); {load_line()} (after)",
+        "",
+        "HTTP (same pairs; policy B gets their assembled feature rows)",
+        http_table(http[ROUTER_URI], http[POLICY_B_URI]),
+        "",
+        in_process_table(rates, len(workload.pairs)),
+    ]
+    if soak_result is not None:
+        parts += [
+            "",
+            f"Soak: {SOAK_CLIENTS} clients, {args.soak_s:.0f} s, single-row router requests: "
+            f"{soak_result.requests:,} requests, {soak_result.errors} errors; "
+            f"server RSS {soak_result.rss_start_mb:.0f} MB at start, {soak_result.rss_end_mb:.0f} MB at end "
+            f"(max {soak_result.rss_max_mb:.0f})",
+            markdown_table(
+                ["window", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms"], soak_result.windows
+            ),
+        ]
+    parts += ["", "Targets (issue 9)", targets_table(http[ROUTER_URI], http[POLICY_B_URI], rates, soak_result)]
+    text = "\n".join(parts)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
