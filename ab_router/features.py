@@ -33,6 +33,8 @@ _USER_HISTORY_COLUMN = "user_count"
 _ITEM_HISTORY_COLUMN = "item_count"
 USER_FACTOR_PREFIX = "user_factor_"
 ITEM_FACTOR_PREFIX = "item_factor_"
+USER_SEGMENT_PREFIX = "user_segment_"  # one-hot demographic segment of the user
+ITEM_SEGMENT_PREFIX = "item_segment_rate_"  # the item's positive rate within each segment
 
 
 def _default_value(value: Any) -> float:
@@ -106,7 +108,13 @@ def _pair_features(user: _Gathered, item: _Gathered) -> dict[str, np.ndarray]:
             "rebuild them with the current steps.features"
         )
     mf_score = np.einsum("ij,ij->i", user.block(user_factors), item.block(item_factors))
-    return {"user_genre_affinity": affinity, "mf_score": mf_score}
+    segment = user.block(user.prefixed(USER_SEGMENT_PREFIX))
+    segment_rate = np.where(
+        segment.sum(axis=1) > 0,
+        np.einsum("ij,ij->i", segment, item.block(item.prefixed(ITEM_SEGMENT_PREFIX))),
+        item.column("item_pos_rate"),
+    )
+    return {"user_genre_affinity": affinity, "mf_score": mf_score, "item_segment_pos_rate": segment_rate}
 
 
 _DTYPES = feature_dtypes()

@@ -88,6 +88,9 @@ FEATURES: tuple[Feature, ...] = (
     Feature("item_mean_rating", "double", "item", description="smoothed mean rating"),
     Feature("user_genre_affinity", "double", "pair", description="user's genre taste · item genres"),
     Feature("mf_score", "double", "pair", description="rating predicted by biased matrix factorisation"),
+    Feature(
+        "item_segment_pos_rate", "double", "pair", description="item's positive rate in the user's gender×age"
+    ),
 )
 
 FEATURE_COLUMNS: tuple[str, ...] = tuple(f.name for f in FEATURES)

@@ -22,7 +22,13 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold
 
-from ab_router.features import ITEM_FACTOR_PREFIX, USER_FACTOR_PREFIX, assemble_features
+from ab_router.features import (
+    ITEM_FACTOR_PREFIX,
+    ITEM_SEGMENT_PREFIX,
+    USER_FACTOR_PREFIX,
+    USER_SEGMENT_PREFIX,
+    assemble_features,
+)
 from ab_router.schema import (
     FEATURE_COLUMNS,
     GENRE_COLUMNS,
@@ -153,6 +159,36 @@ def _user_taste(
     return (liked + strength * prior) / (rated + strength)
 
 
+# Demographic segments: gender × age band (ML-1M's age bands, which ML-100K ages fall into too).
+AGE_BAND_EDGES: tuple[int, ...] = (18, 25, 35, 45, 50, 56)
+N_SEGMENTS = len(GENDER_CODES) * (len(AGE_BAND_EDGES) + 1)
+
+
+def user_segments(user_profiles: pd.DataFrame) -> pd.DataFrame:
+    """One-hot segment (gender × age band) per user; all zeros when gender or age is unknown."""
+    band = np.searchsorted(np.asarray(AGE_BAND_EDGES), user_profiles["age"].to_numpy(), side="right")
+    gender = user_profiles["gender"].to_numpy()
+    known = (gender >= 0) & user_profiles["age"].notna().to_numpy()
+    segment = np.where(known, gender * (len(AGE_BAND_EDGES) + 1) + band, -1)
+    onehot = (segment[:, None] == np.arange(N_SEGMENTS)[None, :]).astype(np.float64)
+    columns = [f"{USER_SEGMENT_PREFIX}{k}" for k in range(N_SEGMENTS)]
+    return pd.DataFrame(onehot, index=pd.Index(user_profiles[USER_ID].to_numpy(), name=USER_ID), columns=columns)
+
+
+def _item_segment_rates(
+    history: pd.DataFrame, segments: pd.DataFrame, item_pos_rate: pd.Series, config: FeatureConfig
+) -> pd.DataFrame:
+    """Per item and segment: positive rate among that segment's ratings, shrunk to the item's own rate."""
+    onehot = segments.reindex(history[USER_ID].to_numpy()).fillna(0).to_numpy()
+    labels = history[LABEL].to_numpy(dtype=np.float64)[:, None]
+    items = history[ITEM_ID].to_numpy()
+    columns = [f"{ITEM_SEGMENT_PREFIX}{k}" for k in range(N_SEGMENTS)]
+    rated = pd.DataFrame(onehot, columns=columns).groupby(items).sum()
+    liked = pd.DataFrame(onehot * labels, columns=columns).groupby(items).sum()
+    prior = item_pos_rate.reindex(rated.index).to_numpy()[:, None]
+    return (liked + config.prior_strength * prior) / (rated + config.prior_strength)
+
+
 def history_tables(
     history: pd.DataFrame,
     user_profiles: pd.DataFrame,
@@ -173,6 +209,8 @@ def history_tables(
     user_stats = _side_statistics(history, USER_ID, "user", **stats)
     item_stats = _side_statistics(history, ITEM_ID, "item", **stats)
     taste = _user_taste(history, item_profiles, user_stats["user_pos_rate"], config)
+    segments = user_segments(user_profiles)
+    segment_rates = _item_segment_rates(history, segments, item_stats["item_pos_rate"], config)
     factors = fit_factorization(
         history[USER_ID].to_numpy(),
         history[ITEM_ID].to_numpy(),
@@ -190,17 +228,19 @@ def history_tables(
         "zip_prefix": UNKNOWN_CODE,
         **{f"user_{k}": v for k, v in prior_row.items()},
         **dict.fromkeys(TASTE_COLUMNS, positive_prior),
+        **dict.fromkeys(segments.columns, 0.0),
         **dict(zip(user_factors.columns, factors.default_user().tolist(), strict=True)),
     }
     item_defaults: dict[str, Any] = {
         "release_year": math.nan,
         **dict.fromkeys(GENRE_COLUMNS, 0),
         **{f"item_{k}": v for k, v in prior_row.items()},
+        **dict.fromkeys(segment_rates.columns, positive_prior),
         **dict(zip(item_factors.columns, factors.default_item().tolist(), strict=True)),
     }
 
-    user_table = _with_history(user_profiles, USER_ID, [user_stats, taste, user_factors], user_defaults)
-    item_table = _with_history(item_profiles, ITEM_ID, [item_stats, item_factors], item_defaults)
+    user_table = _with_history(user_profiles, USER_ID, [user_stats, taste, segments, user_factors], user_defaults)
+    item_table = _with_history(item_profiles, ITEM_ID, [item_stats, segment_rates, item_factors], item_defaults)
     for table, column in ((user_table, "user_count"), (item_table, "item_count")):
         table[column] = np.log1p(table[column] * count_scale)
     defaults = {
