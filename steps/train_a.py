@@ -50,17 +50,18 @@ def main(argv: Sequence[str] | None = None) -> str:
         signature, example = training.signature_and_example(
             data.val, pipeline.predict_proba(schema.to_feature_frame(data.val))
         )
-        model_info = mlflow.sklearn.log_model(
-            pipeline,
-            name=training.MODEL_ARTIFACT,
-            pyfunc_predict_fn="predict_proba",
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
-            signature=signature,
-            input_example=example,
-            pip_requirements=training.pip_requirements(
-                "mlflow", "scikit-learn", "numpy", "pandas", "scipy", "skops"
-            ),
-        )
+        with training.without_integer_column_hint():
+            model_info = mlflow.sklearn.log_model(
+                pipeline,
+                name=training.MODEL_ARTIFACT,
+                pyfunc_predict_fn="predict_proba",
+                skops_trusted_types=SKOPS_TRUSTED_TYPES,
+                signature=signature,
+                input_example=example,
+                pip_requirements=training.pip_requirements(
+                    "mlflow", "scikit-learn", "numpy", "pandas", "scipy", "skops"
+                ),
+            )
         training.set_model_uri(model_info.model_uri)
     log.info(
         "policy A: train AUC %.4f, val AUC %.4f, val logloss %.4f; model %s",

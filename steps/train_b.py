@@ -53,13 +53,16 @@ def main(argv: Sequence[str] | None = None) -> str:
         training.log_feature_list()
 
         signature, example = training.signature_and_example(data.val, scores["val"])
-        model_info = mlflow.lightgbm.log_model(
-            fit.booster,
-            name=training.MODEL_ARTIFACT,
-            signature=signature,
-            input_example=example,
-            pip_requirements=training.pip_requirements("mlflow", "lightgbm", "numpy", "pandas", "scikit-learn"),
-        )
+        with training.without_integer_column_hint():
+            model_info = mlflow.lightgbm.log_model(
+                fit.booster,
+                name=training.MODEL_ARTIFACT,
+                signature=signature,
+                input_example=example,
+                pip_requirements=training.pip_requirements(
+                    "mlflow", "lightgbm", "numpy", "pandas", "scikit-learn"
+                ),
+            )
         training.set_model_uri(model_info.model_uri)
     log.info(
         "policy B: best iteration %d, train AUC %.4f, val AUC %.4f, val logloss %.4f; model %s",

@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,7 +124,10 @@ def log_inputs(splits: Mapping[str, pd.DataFrame], *, prepare_run_id: str) -> No
     for split, frame in splits.items():
         # No `runs:/` source: MLflow has no dataset-source resolver for it (nor for mlflow-artifacts:/), so the
         # prepare run id goes into the dataset name, and the digest identifies the exact rows.
-        dataset = mlflow.data.from_pandas(frame, name=f"prepare-{prepare_run_id}/{split}", targets=schema.LABEL)
+        with without_integer_column_hint():
+            dataset = mlflow.data.from_pandas(
+                frame, name=f"prepare-{prepare_run_id}/{split}", targets=schema.LABEL
+            )
         mlflow.log_input(dataset, context="training" if split == "train" else "validation")
 
 
@@ -154,7 +159,17 @@ def log_feature_list() -> None:
 def signature_and_example(frame: pd.DataFrame, predictions: Any) -> tuple[ModelSignature, pd.DataFrame]:
     """Signature over the raw feature frame (schema dtypes) and a 5-row input example."""
     features = schema.to_feature_frame(frame)
-    return infer_signature(features, predictions), features.head(5)
+    with without_integer_column_hint():
+        signature = infer_signature(features, predictions)
+    return signature, features.head(5)
+
+
+@contextmanager
+def without_integer_column_hint() -> Iterator[None]:
+    """Silence MLflow's hint that integer columns cannot hold missing values: ours never do (unknown = -1)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer", category=UserWarning)
+        yield
 
 
 def pip_requirements(*packages: str) -> list[str]:
