@@ -30,6 +30,9 @@ class Measurement:
     wall_s: float
     peak_rss_mb: float
     returncode: int
+    # User + system CPU seconds of the process tree: on a loaded shared machine wall time stretches with the
+    # load, CPU time much less, so it estimates the unloaded wall time of single-threaded work.
+    cpu_s: float = float("nan")
 
 
 def run_measured(
@@ -56,7 +59,12 @@ def run_measured(
     if check and proc.returncode != 0:
         tail = stderr.decode(errors="replace")[-3000:]
         raise RuntimeError(f"command failed with exit code {proc.returncode}: {' '.join(command)}\n{tail}")
-    return Measurement(wall_s=wall, peak_rss_mb=usage.ru_maxrss / 1024, returncode=proc.returncode)
+    return Measurement(
+        wall_s=wall,
+        peak_rss_mb=usage.ru_maxrss / 1024,
+        returncode=proc.returncode,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+    )
 
 
 def median(values: Sequence[float]) -> float:

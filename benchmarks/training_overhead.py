@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightgbm as lgb
@@ -64,11 +65,19 @@ def policy_b_params(prepare_params: Mapping[str, str]) -> LightGBMParams:
     return LightGBMParams.from_params({**parameter_defaults("train_b"), "seed": prepare_params["seed"]})
 
 
-def timed(function: Callable[..., object], *args: object, **kwargs: object) -> tuple[float, object]:
-    """Wall seconds of one call, and its result."""
-    started = time.perf_counter()
+def timed(function: Callable[..., object], *args: object, **kwargs: object) -> tuple[Sample, object]:
+    """Wall and CPU seconds of one call in this process, and its result."""
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = function(*args, **kwargs)
-    return time.perf_counter() - started, result
+    return Sample(time.perf_counter() - started, time.process_time() - cpu_started), result
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Wall and CPU seconds of one measurement."""
+
+    wall_s: float
+    cpu_s: float
 
 
 def bare_train(train, val, *, params: LightGBMParams, rounds: int | None) -> lgb.Booster:
@@ -105,47 +114,62 @@ def point_at(store: Store) -> None:
     mlflow.set_experiment(experiment_id=store.experiment_id)
 
 
-def measure_size(project: Path, store: Store, data: Mapping[str, str], *, repeats: int) -> dict[str, list[float]]:
-    """Seconds of every row, one value per repeat, plus the rounds trained (key ``rounds``)."""
+def measure_size(project: Path, store: Store, data: Mapping[str, str], *, repeats: int) -> SizeResult:
+    """Every row's wall and CPU seconds, one sample per repeat, and the rounds the fit trained."""
     _, prepare_run = mlflow_run(project, store, "prepare", data)
     point_at(store)
     prepared = load_prepared(prepare_run)
     params = policy_b_params(prepared.params)
     train, val = prepared.train, prepared.val
-    seconds: dict[str, list[float]] = {row: [] for row in ROWS}
-    seconds["rounds"] = []
-    seconds["train rows"] = [float(len(train))]
+    result = SizeResult(train_rows=len(train), samples={row: [] for row in ROWS}, rounds=[])
     for repeat in range(repeats):
         log.info("repeat %d/%d (%d train rows)", repeat + 1, repeats, len(train))
-        seconds[STEP_E2E].append(mlflow_run(project, store, "train_b", {"prepare_run": prepare_run})[0].wall_s)
+        step = mlflow_run(project, store, "train_b", {"prepare_run": prepare_run})[0]
+        result.samples[STEP_E2E].append(Sample(step.wall_s, step.cpu_s))
         # The in-process step imports nothing new: the cost left is data download, fit, logging.
-        seconds[STEP_IN_PROCESS].append(timed(train_b.main, ["--prepare_run", prepare_run])[0])
-        fit_s, fit = timed(fit_lightgbm, train, val, params=params)
+        result.samples[STEP_IN_PROCESS].append(timed(train_b.main, ["--prepare_run", prepare_run])[0])
+        fit_sample, fit = timed(fit_lightgbm, train, val, params=params)
         rounds = fit.booster.current_iteration()
-        seconds[FIT].append(fit_s)
-        seconds["rounds"].append(float(rounds))
-        seconds[BARE_EARLY_STOP].append(timed(bare_train, train, val, params=params, rounds=None)[0])
-        seconds[BARE_SAME_ROUNDS].append(timed(bare_train, train, val, params=params, rounds=rounds)[0])
+        result.samples[FIT].append(fit_sample)
+        result.rounds.append(rounds)
+        result.samples[BARE_EARLY_STOP].append(timed(bare_train, train, val, params=params, rounds=None)[0])
+        result.samples[BARE_SAME_ROUNDS].append(timed(bare_train, train, val, params=params, rounds=rounds)[0])
         imports = run_measured([sys.executable, "-c", "import steps.train_b"], cwd=project)
-        seconds[IMPORTS].append(imports.wall_s)
-    return seconds
+        result.samples[IMPORTS].append(Sample(imports.wall_s, imports.cpu_s))
+    return result
 
 
-def table(results: Mapping[str, Mapping[str, list[float]]], sizes: Sequence[DataSize]) -> str:
-    """Median seconds per row and size, with the ratio to the bare same-rounds baseline."""
+@dataclass(frozen=True)
+class SizeResult:
+    """The samples of one data size."""
+
+    train_rows: int
+    samples: dict[str, list[Sample]]
+    rounds: list[int]
+
+    def median(self, row: str, field: str) -> float:
+        """Median wall_s or cpu_s of ``row``."""
+        return median([getattr(sample, field) for sample in self.samples[row]])
+
+
+def table(results: Mapping[str, SizeResult], sizes: Sequence[DataSize]) -> str:
+    """Median wall and CPU seconds per row and size, with the ratio to the bare same-rounds baseline."""
     header = ["what"]
     for size in sizes:
-        rows = int(results[size.name]["train rows"][0])
-        header += [f"{size.name} s ({rows:,} train rows)", f"{size.name} ratio"]
+        header += [f"{size.name} wall s", f"{size.name} CPU s", f"{size.name} ratio (CPU)"]
     body = []
     for row in ROWS:
         cells: list[object] = [row]
         for size in sizes:
-            seconds = median(results[size.name][row])
-            cells += [seconds, seconds / median(results[size.name][BARE_SAME_ROUNDS])]
+            result = results[size.name]
+            cpu = result.median(row, "cpu_s")
+            cells += [result.median(row, "wall_s"), cpu, cpu / result.median(BARE_SAME_ROUNDS, "cpu_s")]
         body.append(cells)
-    rounds = ", ".join(f"{s.name}: {median(results[s.name]['rounds']):.0f}" for s in sizes)
-    return f"{markdown_table(header, body)}\n\nrounds trained by the fit (best iteration + patience): {rounds}"
+    shapes = ", ".join(
+        f"{s.name}: {results[s.name].train_rows:,} train rows, {median(results[s.name].rounds):.0f} rounds"
+        for s in sizes
+    )
+    return f"{markdown_table(header, body)}\n\nfit (best iteration + patience): {shapes}"
 
 
 def main(argv: Sequence[str] | None = None) -> str:
@@ -162,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
         os.environ.pop(name, None)
     load_before = load_line()
-    results: dict[str, dict[str, list[float]]] = {}
+    results: dict[str, SizeResult] = {}
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
         workdir = Path(tmp)
         project = snapshot_project(workdir / "project", code=args.code)

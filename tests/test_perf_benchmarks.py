@@ -27,15 +27,18 @@ def test_process_tree_rss_counts_this_process() -> None:
 def test_pipeline_tables_report_medians_exponents_ratios_and_targets() -> None:
     results = Results({})
     for wall in (10.0, 30.0, 20.0):  # median 20 s
-        results.add("ml-100k", {"prepare": Measurement(wall, 400.0, 0)})
-    results.add("ml-1m", {"prepare": Measurement(200.0, 900.0, 0)})
-    results.add("ml-100k", {MAIN_COLD: Measurement(50.0, 500.0, 0), MAIN_CACHED: Measurement(16.0, 300.0, 0)})
+        results.add("ml-100k", {"prepare": Measurement(wall, 400.0, 0, cpu_s=wall / 2)})
+    results.add("ml-1m", {"prepare": Measurement(200.0, 900.0, 0, cpu_s=100.0)})
+    results.add(
+        "ml-100k",
+        {MAIN_COLD: Measurement(50.0, 500.0, 0, cpu_s=40.0), MAIN_CACHED: Measurement(16.0, 300.0, 0, cpu_s=9.0)},
+    )
     text = tables(results, [SIZES["ml-100k"], SIZES["ml-1m"]])
     exponent = math.log(200 / 20) / math.log(SIZES["ml-1m"].ratings / SIZES["ml-100k"].ratings)
-    assert f"| prepare | 20.000 | 200.0 | {exponent:.3f} |" in text
-    assert "| main (cold), ml-100k | <= 60 s | 50.000 | met |" in text
-    assert "| main (cached), ml-100k | <= 15 s | 16.000 | MISSED |" in text
-    assert "| main (cold), ml-1m | <= 300 s | nan | not measured |" in text
+    assert f"| prepare | 20.000 | 10.000 | 200.0 | 100.0 | {exponent:.3f} | {exponent:.3f} |" in text
+    assert "| main (cold), ml-100k | <= 60 s | 50.000 | met | 40.000 | met |" in text
+    assert "| main (cached), ml-100k | <= 15 s | 16.000 | MISSED | 9.000 | met |" in text
+    assert "| main (cold), ml-1m | <= 300 s | nan | not measured | nan | not measured |" in text
     assert "| ml-100k | 20.000 | 50.000 | 2.500 | 16.000 | 0.320 |" in text
 
 
