@@ -158,7 +158,9 @@ class ABRouterModel(mlflow.pyfunc.PythonModel):
         # Each policy scores only its own rows: the router costs one model call per arm, not two per row.
         for arm in ARMS:
             rows = policy == arm
-            if rows.any():
+            if rows.all():  # one arm only (every single-row request): skip the boolean row selection
+                scores = positive_scores(self.policies[arm], to_feature_frame(features))
+            elif rows.any():
                 scores[rows] = positive_scores(self.policies[arm], to_feature_frame(features.loc[rows]))
         names = np.array([self.arms[arm]["model_name"] for arm in ARMS], dtype=object)
         versions = np.array([self.arms[arm]["model_version"] for arm in ARMS], dtype=object)

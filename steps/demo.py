@@ -27,6 +27,7 @@ from steps.abstats.config import AnalysisConfig
 from steps.abstats.srm import srm_test
 from steps.cli import configure_logging, inherit_defaults, parse_params
 from steps.lineage import load_prepared, step_run
+from steps.training import log_resolved_params
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> str:
                 examples.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
             ]
         )
-        mlflow.log_params({k: v for k, v in vars(params).items() if k != "router_model_name"})
+        # `mlflow run` has already logged the raw values; resolved "" defaults become abtest.resolved.* tags.
+        log_resolved_params(vars(params))
         mlflow.log_metrics(
             {
                 "users_a": float(summary.table.loc["A", "users"]),

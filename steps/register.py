@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from steps import registry
 from steps.cli import configure_logging, parse_params
 from steps.lineage import find_latest_finished_run, resolve_upstream_run, step_run
+from steps.training import log_resolved_params
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     configure_logging()
     client = MlflowClient()
     with step_run("register") as run:
-        mlflow.log_params(vars(params))
+        # `mlflow run` has already logged the raw values; resolved "" defaults become abtest.resolved.* tags.
+        log_resolved_params(vars(params))
         training_runs = {
             arm: _training_run(client, arm, getattr(params, f"train_{arm.lower()}_run")) for arm in "AB"
         }

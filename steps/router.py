@@ -44,6 +44,7 @@ from steps.config import (
     USER_FEATURES_FILE,
 )
 from steps.lineage import step_run
+from steps.training import log_resolved_params
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     configure_logging()
     assignment = AssignmentConfig(split=params.split, salt=params.salt, assignment=params.assignment)
     with step_run("router") as run:
-        mlflow.log_params({k: v for k, v in vars(params).items() if k != "model_name"})
+        # `mlflow run` has already logged the raw values; resolved "" defaults become abtest.resolved.* tags.
+        log_resolved_params(vars(params))
         router = log_router(
             MlflowClient(),
             model_name=params.model_name,
