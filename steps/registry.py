@@ -103,6 +103,12 @@ def ensure_registered_model(client: MlflowClient, name: str, *, description: str
     client.update_registered_model(name, description=description)
 
 
+def logged_model_id(model_uri: str) -> str | None:
+    """The id in a logged model's URI (``models:/m-<hex>``); None for any other URI."""
+    found = re.fullmatch(r"models:/(m-[0-9a-f]+)", model_uri)
+    return found.group(1) if found else None
+
+
 def find_or_create_version(
     client: MlflowClient, name: str, *, model_uri: str, source_run: str, tags: Mapping[str, str], description: str
 ) -> tuple[ModelVersion, bool]:
@@ -111,7 +117,13 @@ def find_or_create_version(
     created = existing is None
     if created:
         version = client.create_model_version(
-            name, source=model_uri, run_id=source_run, tags=dict(tags), description=description
+            name,
+            source=model_uri,
+            run_id=source_run,
+            tags=dict(tags),
+            description=description,
+            # A tracking server accepts a logged-model source (models:/m-...) only with its model_id.
+            model_id=logged_model_id(model_uri),
         )
     else:
         version = existing
