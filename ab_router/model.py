@@ -17,6 +17,7 @@ Inference params (QA only): ``split`` overrides the share of users sent to B for
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -55,6 +56,14 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     "cold_user",
     "cold_item",
 )
+
+
+def code_digest() -> str:
+    """SHA-256 of the ``ab_router`` sources this process imported (file names and contents)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def router_config(assignment: AssignmentConfig, *, versions: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
@@ -111,6 +120,13 @@ class ABRouterModel(mlflow.pyfunc.PythonModel):
             split=float(config["split"]), salt=str(config["salt"]), assignment=config["assignment"]
         )
         self.arms: dict[str, dict[str, str]] = config["arms"]
+        if config.get("code_digest") not in (None, code_digest()):
+            # MLflow puts the bundled code on sys.path, but a process that had already imported another
+            # ab_router (a working tree that changed since `router` ran) keeps using that one.
+            log.warning(
+                "this process imported ab_router code that differs from the code bundled with the router; "
+                "results here may differ from the served router (mlflow models serve uses the bundled code)"
+            )
         artifacts = context.artifacts
         self.policies = {arm: mlflow.pyfunc.load_model(artifacts[key]) for arm, key in POLICY_ARTIFACTS.items()}
         # Indexed once here, so a request pays only for the gather (10,000 rows in milliseconds).

@@ -43,7 +43,9 @@ SALT = "test-salt"
 VERSIONS = {"A": ("policies", "3"), "B": ("policies", "4")}
 
 
-def save_router(directory: Path, tables, policies: dict[str, Path], assignment: AssignmentConfig) -> Path:
+def save_router(
+    directory: Path, tables, policies: dict[str, Path], assignment: AssignmentConfig, **config_overrides: str
+) -> Path:
     """Save a router pyfunc to ``directory`` from local policy model dirs and feature tables."""
     features = write_feature_tables(tables, directory.parent / f"{directory.name}-features")
     mlflow.pyfunc.save_model(
@@ -56,7 +58,7 @@ def save_router(directory: Path, tables, policies: dict[str, Path], assignment: 
             ITEM_FEATURES_ARTIFACT: str(features / ITEM_FEATURES_FILE),
             FEATURE_DEFAULTS_ARTIFACT: str(features / FEATURE_DEFAULTS_FILE),
         },
-        model_config=router_config(assignment, versions=VERSIONS),
+        model_config={**router_config(assignment, versions=VERSIONS), **config_overrides},
         code_paths=[str(Path(ab_router.__file__).parent)],
         signature=router_signature(split=assignment.split),
         pip_requirements=REQUIREMENTS,
@@ -66,7 +68,7 @@ def save_router(directory: Path, tables, policies: dict[str, Path], assignment: 
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory):
-    """(tables, loaded policy pyfuncs, router dir for hash/0.5, router dir for modulo)."""
+    """(tables, loaded policy pyfuncs, router dirs: hash/0.5, modulo, hash/0.5 logged by other ab_router code)."""
     root = tmp_path_factory.mktemp("router-model")
     tables, _, _ = handmade_tables()
     policy_a, policy_b = fit_handmade_policies(tables)
@@ -82,7 +84,10 @@ def saved(tmp_path_factory: pytest.TempPathFactory):
     hashed = save_router(root / "router", tables, policies, AssignmentConfig(0.5, SALT, "hash"))
     modulo = save_router(root / "router-modulo", tables, policies, AssignmentConfig(0.5, SALT, "modulo"))
     loaded = {arm: mlflow.pyfunc.load_model(str(path)) for arm, path in policies.items()}
-    return tables, loaded, hashed, modulo
+    stale = save_router(
+        root / "router-stale", tables, policies, AssignmentConfig(0.5, SALT, "hash"), code_digest="x"
+    )
+    return tables, loaded, hashed, modulo, stale
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +96,7 @@ def router(saved) -> mlflow.pyfunc.PyFuncModel:
 
 
 def test_each_row_gets_its_users_arm_and_that_policys_score(saved, router) -> None:
-    tables, policies, _, _ = saved
+    tables, policies = saved[:2]
     pairs = random_pairs(tables, 400)
     out = router.predict(pairs)
     assert list(out.columns) == list(OUTPUT_COLUMNS)
@@ -209,3 +214,14 @@ def test_ab_router_imports_nothing_from_steps() -> None:
             alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
         ] + [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
         assert not [m for m in imported if m == "steps" or m.startswith("steps.")], path
+
+
+def test_loading_warns_when_this_process_runs_other_ab_router_code(
+    saved, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="ab_router.model"):
+        mlflow.pyfunc.load_model(str(saved[2]))
+    assert "differs from the code bundled" not in caplog.text
+    with caplog.at_level("WARNING", logger="ab_router.model"):
+        mlflow.pyfunc.load_model(str(saved[4]))
+    assert "differs from the code bundled with the router" in caplog.text
