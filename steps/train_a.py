@@ -35,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     with step_run("train_a") as run:
         training.log_resolved_params(params)
         data = load_prepared(lineage.run_id)
+        training.require_feature_columns(data)
         frames = {"train": data.train, "val": data.val}
         training.log_inputs(frames, prepare_run_id=lineage.run_id)
 

@@ -33,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         training.log_resolved_params(params)
         mlflow.log_param("num_threads", policies.LIGHTGBM_NUM_THREADS)
         data = load_prepared(lineage.run_id)
+        training.require_feature_columns(data)
         frames = {"train": data.train, "val": data.val}
         training.log_inputs(frames, prepare_run_id=lineage.run_id)
 

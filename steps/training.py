@@ -30,7 +30,7 @@ from mlflow.tracking import MlflowClient
 from ab_router import schema
 from steps.cli import inherit_defaults, parameter_defaults
 from steps.config import PROJECT_DIR
-from steps.lineage import LineageError, resolve_upstream_run
+from steps.lineage import LineageError, PreparedData, resolve_upstream_run
 from steps.policies import classification_metrics, labels_of
 
 log = logging.getLogger(__name__)
@@ -206,3 +206,14 @@ def log_curve(curve: pd.DataFrame) -> None:
     # The tracking API accepts at most 1000 metrics per batch.
     for start in range(0, len(metrics), 1000):
         MlflowClient().log_batch(run_id, metrics=metrics[start : start + 1000])
+
+
+def require_feature_columns(data: PreparedData) -> None:
+    """Fail early, naming the run and the fix, when a prepare run predates the current feature schema."""
+    for split, frame in data.splits.items():
+        missing = [c for c in schema.FEATURE_COLUMNS if c not in frame.columns]
+        if missing:
+            raise LineageError(
+                f"prepare run {data.run_id} ({split} split) lacks feature columns {missing}: it was made with an "
+                f"older feature schema; make a new one with: {HOW_TO_PREPARE}"
+            )

@@ -174,3 +174,12 @@ def test_mlflow_run_train_b_finds_its_prepare_run(fresh_tracking: str) -> None:
     assert effective["num_leaves"] == "63"
     booster = mlflow.lightgbm.load_model(run.data.tags[training.MODEL_URI_TAG])
     assert "[num_leaves: 63]" in booster.model_to_string()
+
+
+def test_a_prepare_run_from_an_older_feature_schema_is_rejected_with_the_fix(
+    fresh_tracking: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prepare_run = log_synthetic_prepare_run(n_ratings=600)
+    monkeypatch.setattr(schema, "FEATURE_COLUMNS", (*schema.FEATURE_COLUMNS, "new_feature"))
+    with pytest.raises(LineageError, match=r"lacks feature columns \['new_feature'\].*mlflow run \. -e prepare"):
+        train_a.main(["--prepare_run", prepare_run])
