@@ -129,6 +129,8 @@ def server_command(config: ServerConfig) -> list[str]:
 def server_environment(config: ServerConfig, base: Mapping[str, str], *, auth_config_path: Path | None) -> dict:
     """Environment for the server process: the caller's, plus the backend URI and the auth ini's path."""
     env = {**base, "MLFLOW_BACKEND_STORE_URI": config.backend_store_uri}
+    # The server's job executor (huey consumers for GenAI scorers) is unused here and costs 7 processes.
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     if config.auth:
         missing = [name for name in AUTH_ENV if not env.get(name)]
         if missing:
@@ -218,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the server in the foreground until Ctrl-C."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = _parse_args(argv)
+    # SIGTERM (kill, systemd, a container stop) unwinds like Ctrl-C: server, workers and PostgreSQL all stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if not is_loopback(args.host):
         log.warning("binding %s: the server is reachable from the network; turn on --auth and TLS", args.host)
     with ExitStack() as stack:
