@@ -14,12 +14,9 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
@@ -97,18 +94,6 @@ class Store:
         return self.client.search_runs(
             [self.experiment_id], filter_string, order_by=["attributes.start_time DESC"]
         )
-
-    @contextmanager
-    def active(self) -> Iterator[None]:
-        """Point this process's fluent MLflow API at the store for the duration (e.g. to load a model)."""
-        old_tracking, old_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-        mlflow.set_tracking_uri(self.uri)
-        mlflow.set_registry_uri(self.uri)
-        try:
-            yield
-        finally:
-            mlflow.set_tracking_uri(old_tracking)
-            mlflow.set_registry_uri(old_registry)
 
 
 def make_store(root: Path, experiment: str = "abtest-main") -> Store:

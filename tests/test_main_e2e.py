@@ -7,6 +7,9 @@ marked FAILED (reruns it), and a run with another num_leaves (reruns train_b and
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -63,7 +66,9 @@ def test_cold_run_builds_one_tree_of_finished_steps(first_main: str, main_store:
     assert main_run.data.tags["abtest.router.router_version"] == "1"
 
 
-def test_cold_run_sets_aliases_and_serves_a_prediction(first_main: str, main_store: Store) -> None:
+def test_cold_run_sets_aliases_and_serves_a_prediction(
+    first_main: str, main_store: Store, project_snapshot: Snapshot
+) -> None:
     client = main_store.client
     policy_a = client.get_model_version_by_alias("movielens_ctr_ab", "PolicyA")
     policy_b = client.get_model_version_by_alias("movielens_ctr_ab", "PolicyB")
@@ -74,14 +79,36 @@ def test_cold_run_sets_aliases_and_serves_a_prediction(first_main: str, main_sto
     )
     assert str(client.get_model_version_by_alias("movielens_ctr_router", "router").version) == "1"
 
-    with main_store.active():
-        router = mlflow.pyfunc.load_model("models:/movielens_ctr_router@router")
-    requests = pd.DataFrame({"user_id": [1, 2, 3, 10**9], "item_id": [1, 2, 3, 10**9]}, dtype="int64")
-    served = router.predict(requests)
-    assert served["user_id"].tolist() == requests["user_id"].tolist()
+    # A fresh process in the snapshot, as a server would load it (this process may hold another ab_router).
+    served = pd.read_json(io.StringIO(_predict_in_subprocess(main_store, project_snapshot.path, PREDICT_ROWS)))
+    assert served["user_id"].tolist() == PREDICT_ROWS["user_id"]
     assert set(served["policy"]) <= {"A", "B"}
     assert served["score"].between(0, 1).all()
-    assert bool(served["cold_user"].iloc[-1]) and bool(served["cold_item"].iloc[-1])
+    assert served["cold_user"].iloc[-1] and served["cold_item"].iloc[-1]  # unknown ids: defaults, flagged
+
+
+PREDICT_ROWS = {"user_id": [1, 2, 3, 10**9], "item_id": [1, 2, 3, 10**9]}
+_PREDICT = """
+import json, sys
+import mlflow, pandas as pd
+router = mlflow.pyfunc.load_model("models:/movielens_ctr_router@router")
+rows = pd.DataFrame(json.loads(sys.argv[1]), dtype="int64")
+print(router.predict(rows).to_json(orient="records"))
+"""
+
+
+def _predict_in_subprocess(store: Store, cwd: Path, rows: dict[str, list[int]]) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", _PREDICT, json.dumps(rows)],
+        cwd=cwd,
+        env=store.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip().splitlines()[-1]
 
 
 def test_identical_run_creates_no_step_runs(first_main: str, main_store: Store, project_snapshot, params) -> None:
