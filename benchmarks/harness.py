@@ -11,6 +11,7 @@ import platform
 import shutil
 import statistics
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -195,3 +196,26 @@ def git_head() -> str:
         ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR, capture_output=True, text=True
     )
     return result.stdout.strip() or "unknown"
+
+
+# Set, to a description of the code, in a benchmark that re-runs itself from a frozen copy of the project.
+SNAPSHOT_ENV = "ABTEST_BENCH_CODE"
+
+
+def rerun_in_snapshot(module: str, argv: Sequence[str], *, code: str) -> int | None:
+    """Run ``python -m module argv`` again from a frozen copy of the project (see :func:`snapshot_project`).
+
+    A benchmark that imports the steps in process would otherwise mix code versions while other people edit the
+    checkout. Returns the child's exit code, or None when this process already is that child.
+    """
+    if os.environ.get(SNAPSHOT_ENV):
+        return None
+    with tempfile.TemporaryDirectory(prefix="bench-code-") as tmp:
+        project = snapshot_project(Path(tmp) / "project", code=code)
+        env = {**os.environ, SNAPSHOT_ENV: f"{code} of {git_head()}", "PYTHONPATH": str(project)}
+        return subprocess.call([sys.executable, "-m", module, *argv], cwd=project, env=env)
+
+
+def code_description() -> str:
+    """Which code a benchmark measured, for the header above its tables."""
+    return os.environ.get(SNAPSHOT_ENV) or f"working tree at {git_head()}"

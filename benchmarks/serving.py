@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -43,18 +44,19 @@ import requests
 
 from ab_router.schema import ITEM_ID, USER_ID, to_feature_frame
 from benchmarks.harness import (
-    git_head,
+    code_description,
     load_line,
     machine_line,
     markdown_table,
     median,
     percentile,
     process_tree,
+    rerun_in_snapshot,
     rss_mb,
 )
 from steps.experiment import resolve_router
 from steps.lineage import load_prepared
-from steps.serving import request_body, served_model
+from steps.serving import served_model
 
 log = logging.getLogger("benchmarks.serving")
 
@@ -115,7 +117,10 @@ class Workload:
 
 
 def _json(frame: pd.DataFrame) -> bytes:
-    return json.dumps(request_body(frame)).encode()
+    # Cast to object first: ``frame.to_numpy()`` (as in steps.serving.request_body) upcasts a mixed long/double
+    # frame to float64, and the scoring server then refuses 3.0 for a long column.
+    data = frame.astype(object).to_numpy().tolist()
+    return json.dumps({"dataframe_split": {"columns": list(frame.columns), "data": data}}).encode()
 
 
 def build_workload(
@@ -348,7 +353,13 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--in-process-repeats", type=int, default=7)
     parser.add_argument("--soak-s", type=float, default=60.0, help="0 = no soak")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--code", choices=("head", "worktree"), default="head", help="which code to snapshot")
     args = parser.parse_args(argv)
+    exit_code = rerun_in_snapshot("benchmarks.serving", sys.argv[1:] if argv is None else argv, code=args.code)
+    if exit_code is not None:
+        if exit_code:
+            raise SystemExit(exit_code)
+        return ""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
         os.environ.pop(name, None)
@@ -386,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> str:
                 soak_result = soak(url, workload.router_single, seconds=args.soak_s)
     parts = [
         machine_line(),
-        f"code: working tree at {git_head()}; mlflow models serve -w 1 --env-manager local; 127.0.0.1; "
+        f"code: {code_description()}; mlflow models serve -w 1 --env-manager local; 127.0.0.1; "
         f"clients are threads of this process (they share the 2 cores with the server)",
         f"{load_before} (before); {load_line()} (after)",
         "",

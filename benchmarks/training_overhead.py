@@ -35,13 +35,14 @@ import mlflow
 
 from ab_router import schema
 from benchmarks.harness import (
-    git_head,
+    PROJECT_DIR,
+    code_description,
     load_line,
     machine_line,
     markdown_table,
     median,
+    rerun_in_snapshot,
     run_measured,
-    snapshot_project,
 )
 from benchmarks.pipeline import SIZES, DataSize, Store, data_params, mlflow_run, new_store, parse_sizes
 from steps import train_b
@@ -182,6 +183,13 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--zip", default=os.environ.get("ABTEST_ML100K_ZIP", ""), help="original ml-100k.zip")
     parser.add_argument("--code", choices=("head", "worktree"), default="head", help="which code to snapshot")
     args = parser.parse_args(argv)
+    exit_code = rerun_in_snapshot(
+        "benchmarks.training_overhead", sys.argv[1:] if argv is None else argv, code=args.code
+    )
+    if exit_code is not None:
+        if exit_code:
+            raise SystemExit(exit_code)
+        return ""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
         os.environ.pop(name, None)
@@ -189,15 +197,14 @@ def main(argv: Sequence[str] | None = None) -> str:
     results: dict[str, SizeResult] = {}
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
         workdir = Path(tmp)
-        project = snapshot_project(workdir / "project", code=args.code)
+        project = PROJECT_DIR  # this process runs from the snapshot: in-process and subprocess rows share code
         for size in args.sizes:
             data = data_params(size, workdir, zip_path=args.zip)
             results[size.name] = measure_size(project, new_store(workdir / size.name), data, repeats=args.repeats)
     text = "\n".join(
         [
             machine_line(),
-            f"code: {args.code} of {git_head()} (subprocess rows); LightGBM on 1 thread (train_b's setting); "
-            f"repeats: {args.repeats}",
+            f"code: {code_description()}; LightGBM on 1 thread (train_b's setting); repeats: {args.repeats}",
             f"{load_before} (before); {load_line()} (after)",
             "",
             table(results, args.sizes),
