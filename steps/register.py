@@ -21,8 +21,9 @@ from mlflow.tracking import MlflowClient
 
 from steps import registry
 from steps.cli import configure_logging, parse_params
-from steps.lineage import find_latest_finished_run, resolve_upstream_run, step_run
-from steps.training import log_resolved_params
+from steps.config import STEP_TAG
+from steps.lineage import resolve_upstream_run, step_run
+from steps.training import effective_params, log_resolved_params
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +50,21 @@ def _prepare_run(client: MlflowClient, training_run: Run) -> Run:
 def _evaluate_run(client: MlflowClient, run_id: str, training_runs: dict[str, Run]) -> Run | None:
     if run_id:
         return client.get_run(resolve_upstream_run("evaluate", run_id, {}, how_to_make="mlflow run . -e evaluate"))
-    found = find_latest_finished_run(
-        "evaluate",
-        {"train_a_run": training_runs["A"].info.run_id, "train_b_run": training_runs["B"].info.run_id},
+    wanted = {"train_a_run": training_runs["A"].info.run_id, "train_b_run": training_runs["B"].info.run_id}
+    candidates = client.search_runs(
+        [mlflow.active_run().info.experiment_id],
+        filter_string=f"tags.{STEP_TAG} = 'evaluate' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=200,
     )
-    if found is None:
-        log.info("no FINISHED evaluate run of these training runs; versions get no evaluation tags")
-    return found
+    # An evaluate run started with "" run ids keeps the ids it resolved in abtest.resolved.* tags.
+    for run in candidates:
+        used = effective_params(run)
+        if all(used.get(name) == value for name, value in wanted.items()):
+            log.info("evaluation tags from evaluate run %s", run.info.run_id)
+            return run
+    log.info("no FINISHED evaluate run of these training runs; versions get no evaluation tags")
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> str:

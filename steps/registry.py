@@ -24,6 +24,8 @@ POLICY_TAG = "abtest.policy"
 DATA_DIGEST_TAG = "abtest.data_digest"
 PREPARE_RUN_TAG = "abtest.prepare_run"
 EVALUATE_RUN_TAG = "abtest.evaluate_run"
+# The evaluate run's decision, copied onto both versions so the registry alone tells which policy won offline.
+EVALUATION_TAGS = ("abtest.decision", "abtest.winner")
 POLICY_ALIASES: dict[str, str] = {"A": "PolicyA", "B": "PolicyB"}
 ROUTER_ALIAS = "router"
 # Training runs whose model is policy A / B (their abtest.step tag).
@@ -198,6 +200,13 @@ def register_policies(
         if evaluate_run is not None:
             tags[EVALUATE_RUN_TAG] = evaluate_run.info.run_id
             tags.update(metric_tags(evaluate_run.data.metrics, prefix="eval.", arm=arm))
+            tags.update(
+                {
+                    f"eval.{key.removeprefix('abtest.')}": value[:500]
+                    for key, value in evaluate_run.data.tags.items()
+                    if key in EVALUATION_TAGS
+                }
+            )
         version, created = find_or_create_version(
             client,
             model_name,

@@ -15,6 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from steps import register, registry, router
+from steps.config import STEP_TAG
 from steps.lineage import LineageError
 from tests.conftest import _point_mlflow_at
 from tests.fixtures_router import HandmadeRuns, log_handmade_policy, log_handmade_runs
@@ -65,6 +66,32 @@ def test_register_creates_one_version_per_policy_with_aliases_and_tags(
     run_tags = client.get_run(run_id).data.tags
     assert (run_tags["abtest.policy_a_version"], run_tags["abtest.policy_b_version"]) == ("1", "2")
     assert client.get_run(run_id).data.metrics["versions_created"] == 2
+
+
+def test_versions_carry_the_evaluation_of_their_training_runs(
+    handmade_runs: HandmadeRuns, names: tuple[str, str]
+) -> None:
+    # An evaluate run started with "" ids, as `mlflow run . -e evaluate` does: the resolved ids are tags.
+    with mlflow.start_run(run_name="handmade-evaluate") as evaluation:
+        mlflow.set_tags(
+            {
+                STEP_TAG: "evaluate",
+                "abtest.resolved.train_a_run": handmade_runs.train_a,
+                "abtest.resolved.train_b_run": handmade_runs.train_b,
+                "abtest.decision": "B wins",
+                "abtest.winner": "B",
+            }
+        )
+        mlflow.log_params({"train_a_run": "", "train_b_run": ""})
+        mlflow.log_metrics({"a.auc": 0.71, "b.auc": 0.78, "diff.auc": 0.07})
+    _register(handmade_runs, names[0])
+    client = MlflowClient()
+    a = client.get_model_version_by_alias(names[0], "PolicyA")
+    b = client.get_model_version_by_alias(names[0], "PolicyB")
+    assert a.tags[registry.EVALUATE_RUN_TAG] == evaluation.info.run_id
+    assert (a.tags["eval.a.auc"], b.tags["eval.b.auc"]) == ("0.71", "0.78")
+    assert "eval.b.auc" not in a.tags and "eval.diff.auc" not in a.tags
+    assert a.tags["eval.decision"] == b.tags["eval.decision"] == "B wins"
 
 
 def test_second_register_with_the_same_runs_changes_nothing(
