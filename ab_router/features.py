@@ -33,6 +33,13 @@ _USER_HISTORY_COLUMN = "user_count"
 _ITEM_HISTORY_COLUMN = "item_count"
 USER_FACTOR_PREFIX = "user_factor_"
 ITEM_FACTOR_PREFIX = "item_factor_"
+USER_LIKE_FACTOR_PREFIX = "user_like_factor_"
+ITEM_LIKE_FACTOR_PREFIX = "item_like_factor_"
+# Pair features that are one dot product of a user vector and an item vector: name -> (user prefix, item prefix).
+DOT_FEATURES: dict[str, tuple[str, str]] = {
+    "mf_score": (USER_FACTOR_PREFIX, ITEM_FACTOR_PREFIX),
+    "mf_like_score": (USER_LIKE_FACTOR_PREFIX, ITEM_LIKE_FACTOR_PREFIX),
+}
 USER_SEGMENT_PREFIX = "user_segment_"  # one-hot demographic segment of the user
 ITEM_SEGMENT_PREFIX = "item_segment_rate_"  # the item's positive rate within each segment
 
@@ -100,21 +107,24 @@ def _pair_features(user: _Gathered, item: _Gathered) -> dict[str, np.ndarray]:
         np.einsum("ij,ij->i", user.block(TASTE_COLUMNS), genres) / np.maximum(n_genres, 1),
         user.column("user_pos_rate"),
     )
-    user_factors, item_factors = user.prefixed(USER_FACTOR_PREFIX), item.prefixed(ITEM_FACTOR_PREFIX)
-    if not user_factors or len(user_factors) != len(item_factors):
-        raise ValueError(
-            f"the lookup tables must carry the same number (> 0) of {USER_FACTOR_PREFIX}k and "
-            f"{ITEM_FACTOR_PREFIX}k columns, got {len(user_factors)} and {len(item_factors)}; "
-            "rebuild them with the current steps.features"
-        )
-    mf_score = np.einsum("ij,ij->i", user.block(user_factors), item.block(item_factors))
+    pair = {"user_genre_affinity": affinity}
+    for name, (user_prefix, item_prefix) in DOT_FEATURES.items():
+        user_vector, item_vector = user.prefixed(user_prefix), item.prefixed(item_prefix)
+        if not user_vector or len(user_vector) != len(item_vector):
+            raise ValueError(
+                f"the lookup tables must carry the same number (> 0) of {user_prefix}k and {item_prefix}k "
+                f"columns, got {len(user_vector)} and {len(item_vector)}; rebuild them with the current "
+                "steps.features"
+            )
+        pair[name] = np.einsum("ij,ij->i", user.block(user_vector), item.block(item_vector))
     segment = user.block(user.prefixed(USER_SEGMENT_PREFIX))
     segment_rate = np.where(
         segment.sum(axis=1) > 0,
         np.einsum("ij,ij->i", segment, item.block(item.prefixed(ITEM_SEGMENT_PREFIX))),
         item.column("item_pos_rate"),
     )
-    return {"user_genre_affinity": affinity, "mf_score": mf_score, "item_segment_pos_rate": segment_rate}
+    pair["item_segment_pos_rate"] = segment_rate
+    return pair
 
 
 _DTYPES = feature_dtypes()

@@ -22,23 +22,18 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold
 
-from ab_router.features import (
-    ITEM_FACTOR_PREFIX,
-    ITEM_SEGMENT_PREFIX,
-    USER_FACTOR_PREFIX,
-    USER_SEGMENT_PREFIX,
-    assemble_features,
-)
+from ab_router.features import DOT_FEATURES, ITEM_SEGMENT_PREFIX, USER_SEGMENT_PREFIX, assemble_features
 from ab_router.schema import (
     FEATURE_COLUMNS,
     GENRE_COLUMNS,
     ITEM_ID,
     LABEL,
+    N_LATENT_FACTORS,
     RATING,
     TASTE_COLUMNS,
     USER_ID,
 )
-from steps.factorization import Factorization, FactorizationConfig, fit_factorization
+from steps.factorization import FactorizationConfig, fit_factorization
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +50,13 @@ class FeatureConfig:
     n_folds: int = 5
     prior_strength: float = 10.0  # pseudo-ratings at the global prior in smoothed user/item rates and means
     genre_prior_strength: float = 5.0  # pseudo-ratings at the user's own rate in each genre's taste
-    factorization: FactorizationConfig = field(default_factory=lambda: FactorizationConfig(regularization=20.0))
+    # of the ratings (mf_score) and of the 0/1 labels (mf_like_score); regularisation tuned on ML-100K's val split
+    factorization: FactorizationConfig = field(
+        default_factory=lambda: FactorizationConfig(n_factors=N_LATENT_FACTORS, regularization=20.0)
+    )
+    like_factorization: FactorizationConfig = field(
+        default_factory=lambda: FactorizationConfig(regularization=5.0)
+    )
     # Share of training rows whose user is held out of every fold's history, so the models learn how a user
     # without history behaves. None = the share of validation rows whose user has no training history (ids
     # only, no labels): ~0 for random splits, most rows for a temporal split, where new users dominate.
@@ -64,6 +65,11 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         if self.n_folds < 2:
             raise ValueError(f"n_folds must be >= 2 so training rows get out-of-fold features, got {self.n_folds}")
+        if self.factorization.n_factors != N_LATENT_FACTORS:
+            raise ValueError(
+                f"factorization.n_factors must be schema.N_LATENT_FACTORS={N_LATENT_FACTORS} (its factors are "
+                f"model inputs), got {self.factorization.n_factors}"
+            )
         if self.cold_user_share is not None and not 0.0 <= self.cold_user_share < 1.0:
             raise ValueError(f"cold_user_share must be in [0, 1) or None, got {self.cold_user_share}")
         if self.prior_strength <= 0 or self.genre_prior_strength <= 0:
@@ -126,16 +132,26 @@ def _side_statistics(
     *,
     positive_prior: float,
     rating_prior: float,
+    variance_prior: float,
     config: FeatureConfig,
 ) -> pd.DataFrame:
-    """Count, smoothed positive rate and smoothed mean rating per ``key`` (user_id or item_id)."""
+    """Count, smoothed positive rate, mean rating and rating spread per ``key`` (user_id or item_id).
+
+    The spread lets a tree model turn a predicted rating into P(rating >= threshold) per user: the same
+    predicted 3.6 is a likely positive for a user whose ratings vary a lot and an unlikely one for a steady user.
+    """
     grouped = history.groupby(key)
     count = grouped.size()
+    ratings = grouped[RATING]
+    squared_deviation = ratings.var(ddof=0).fillna(0.0) * count
     return pd.DataFrame(
         {
             f"{prefix}_count": count,
             f"{prefix}_pos_rate": _smoothed(grouped[LABEL].sum(), count, positive_prior, config.prior_strength),
-            f"{prefix}_mean_rating": _smoothed(grouped[RATING].sum(), count, rating_prior, config.prior_strength),
+            f"{prefix}_mean_rating": _smoothed(ratings.sum(), count, rating_prior, config.prior_strength),
+            f"{prefix}_rating_std": np.sqrt(
+                _smoothed(squared_deviation, count, variance_prior, config.prior_strength)
+            ),
         }
     )
 
@@ -205,22 +221,46 @@ def history_tables(
     """
     positive_prior = float(history[LABEL].mean())
     rating_prior = float(history[RATING].mean())
-    stats = {"positive_prior": positive_prior, "rating_prior": rating_prior, "config": config}
+    variance_prior = float(history[RATING].var(ddof=0))
+    stats = {
+        "positive_prior": positive_prior,
+        "rating_prior": rating_prior,
+        "variance_prior": variance_prior,
+        "config": config,
+    }
     user_stats = _side_statistics(history, USER_ID, "user", **stats)
     item_stats = _side_statistics(history, ITEM_ID, "item", **stats)
     taste = _user_taste(history, item_profiles, user_stats["user_pos_rate"], config)
     segments = user_segments(user_profiles)
     segment_rates = _item_segment_rates(history, segments, item_stats["item_pos_rate"], config)
-    factors = fit_factorization(
-        history[USER_ID].to_numpy(),
-        history[ITEM_ID].to_numpy(),
-        history[RATING].to_numpy(),
-        config=config.factorization,
-        seed=seed,
-    )
-    user_factors, item_factors = _factor_columns(factors)
+    factor_frames, factor_defaults = [[], []], [{}, {}]
+    for name, target, factor_config in (
+        ("mf_score", RATING, config.factorization),
+        ("mf_like_score", LABEL, config.like_factorization),
+    ):
+        factors = fit_factorization(
+            history[USER_ID].to_numpy(),
+            history[ITEM_ID].to_numpy(),
+            history[target].to_numpy(),
+            config=factor_config,
+            seed=seed,
+        )
+        for side, (vectors, default, prefix) in enumerate(
+            (
+                (factors.user_vectors, factors.default_user(), DOT_FEATURES[name][0]),
+                (factors.item_vectors, factors.default_item(), DOT_FEATURES[name][1]),
+            )
+        ):
+            named = vectors.rename(columns=lambda k, prefix=prefix: f"{prefix}{k}")
+            factor_frames[side].append(named)
+            factor_defaults[side].update(zip(named.columns, default.tolist(), strict=True))
 
-    prior_row = {"count": 0.0, "pos_rate": positive_prior, "mean_rating": rating_prior}
+    prior_row = {
+        "count": 0.0,
+        "pos_rate": positive_prior,
+        "mean_rating": rating_prior,
+        "rating_std": math.sqrt(variance_prior),
+    }
     user_defaults: dict[str, Any] = {
         "age": float(user_profiles["age"].median()) if len(user_profiles) else math.nan,
         "gender": UNKNOWN_CODE,
@@ -229,18 +269,22 @@ def history_tables(
         **{f"user_{k}": v for k, v in prior_row.items()},
         **dict.fromkeys(TASTE_COLUMNS, positive_prior),
         **dict.fromkeys(segments.columns, 0.0),
-        **dict(zip(user_factors.columns, factors.default_user().tolist(), strict=True)),
+        **factor_defaults[0],
     }
     item_defaults: dict[str, Any] = {
         "release_year": math.nan,
         **dict.fromkeys(GENRE_COLUMNS, 0),
         **{f"item_{k}": v for k, v in prior_row.items()},
         **dict.fromkeys(segment_rates.columns, positive_prior),
-        **dict(zip(item_factors.columns, factors.default_item().tolist(), strict=True)),
+        **factor_defaults[1],
     }
 
-    user_table = _with_history(user_profiles, USER_ID, [user_stats, taste, segments, user_factors], user_defaults)
-    item_table = _with_history(item_profiles, ITEM_ID, [item_stats, segment_rates, item_factors], item_defaults)
+    user_table = _with_history(
+        user_profiles, USER_ID, [user_stats, taste, segments, *factor_frames[0]], user_defaults
+    )
+    item_table = _with_history(
+        item_profiles, ITEM_ID, [item_stats, segment_rates, *factor_frames[1]], item_defaults
+    )
     for table, column in ((user_table, "user_count"), (item_table, "item_count")):
         table[column] = np.log1p(table[column] * count_scale)
     defaults = {
@@ -248,13 +292,6 @@ def history_tables(
         "item": {k: _json_value(v) for k, v in item_defaults.items()},
     }
     return user_table, item_table, defaults
-
-
-def _factor_columns(factors: Factorization) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The factorisation's vectors as named lookup-table columns (``user_factor_0``, ...)."""
-    user = factors.user_vectors.rename(columns=lambda k: f"{USER_FACTOR_PREFIX}{k}")
-    item = factors.item_vectors.rename(columns=lambda k: f"{ITEM_FACTOR_PREFIX}{k}")
-    return user, item
 
 
 def _with_history(

@@ -115,7 +115,9 @@ def test_same_seed_same_features_and_other_seed_other_folds(synthetic_movielens)
     pd.testing.assert_frame_equal(a.user_features, b.user_features)
     assert a.defaults == b.defaults
     assert not a.splits["train"]["user_pos_rate"].equals(c.splits["train"]["user_pos_rate"])
-    pd.testing.assert_frame_equal(a.splits["test"], c.splits["test"])  # val/test use the full split
+    # val/test use the full split: only the factorisations' seeded initialisation differs
+    seeded = ["mf_score", "mf_like_score", *(c for c in FEATURE_COLUMNS if "_factor_" in c)]
+    pd.testing.assert_frame_equal(a.splits["test"].drop(columns=seeded), c.splits["test"].drop(columns=seeded))
 
 
 def test_smoothed_rates_shrink_towards_the_prior(built, synthetic_movielens) -> None:
