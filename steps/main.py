@@ -143,9 +143,11 @@ def main(argv: Sequence[str] | None = None) -> str:
     """Run or reuse every step, record the step table and summary on this run, and return its id."""
     namespace = parse_params("main", argv, description=__doc__)
     configure_logging()
-    steps = steps_until(active_steps(entry_points()), namespace.until)
+    pipeline = active_steps(entry_points())
     user_params = user_parameters(vars(namespace))
-    check_user_parameters(user_params, steps)
+    # Checked against the whole pipeline: a parameter of a step after `until` is simply not needed this time.
+    check_user_parameters(user_params, pipeline)
+    steps = steps_until(pipeline, namespace.until)
     force = parse_bool("force", namespace.force)
     with step_run("main") as run:
         client = MlflowClient()
