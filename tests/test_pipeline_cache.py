@@ -276,3 +276,32 @@ def test_code_version_is_commit_plus_hash_of_relevant_changes(tmp_path: Path) ->
     (plain / "steps").mkdir(parents=True)
     (plain / "steps" / "train.py").write_text("x = 2\n")
     assert code_version(plain).startswith("nogit+")
+
+
+def test_main_rejects_a_parameter_no_step_takes_or_of_the_wrong_type() -> None:
+    from steps.cli import entry_points
+    from steps.main import check_user_parameters
+
+    pipeline = active_steps(entry_points())
+    check_user_parameters({"num_leaves": "63", "split": "autoint"}, pipeline)
+    with pytest.raises(
+        ValueError, match=r"num_leaves must be int \(as train_b's num_leaves declares\), got 'many'"
+    ):
+        check_user_parameters({"num_leaves": "many"}, pipeline)
+    with pytest.raises(ValueError, match="parameter num_leaves='63' is taken by no step"):
+        check_user_parameters({"num_leaves": "63"}, [Step("prepare")])
+
+
+def test_step_table_renders_as_markdown() -> None:
+    from steps.main import markdown_table, step_table
+    from steps.pipeline import StepRecord
+
+    table = step_table(
+        [StepRecord("prepare", "abc", REUSED, 0.123), StepRecord("train_b", None, FAILED, 2.0, "x|y")]
+    )
+    assert markdown_table(table).splitlines() == [
+        "| entry_point | run_id | outcome | duration_s | reason |",
+        "| --- | --- | --- | --- | --- |",
+        "| prepare | abc | reused | 0.12 |  |",
+        "| train_b |  | failed | 2.0 | x\\|y |",
+    ]
