@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.harness import Measurement, percentile, process_tree, rss_mb, scaling_exponent
 from benchmarks.pipeline import MAIN_CACHED, MAIN_COLD, SIZES, Results, parse_sizes, tables
-from benchmarks.serving import SoakResult, targets_table
+from benchmarks.serving import Rates, SoakResult, targets_table
 
 
 def test_scaling_exponent_is_the_log_log_slope() -> None:
@@ -51,10 +51,16 @@ def test_parse_sizes_rejects_unknown_names() -> None:
 def test_serving_targets_judge_ratio_share_errors_and_memory() -> None:
     router = {"single p50 ms": 6.0}
     policy_b = {"single p50 ms": 4.0}
-    rates = {"raw Booster.predict (feature matrix given)": 100.0, "router predict (as configured: A and B)": 60.0}
+    rates = {
+        "raw Booster.predict (feature matrix given)": Rates(wall=100.0, cpu=100.0),
+        "router predict (as configured: A and B)": Rates(wall=60.0, cpu=40.0),
+        "router predict, forced to B": Rates(wall=70.0, cpu=55.0),
+    }
     soak = SoakResult(windows=[], errors=0, requests=100, rss_start_mb=300.0, rss_end_mb=320.0, rss_max_mb=330.0)
     text = targets_table(router, policy_b, rates, soak)
     assert "| router single-row p50 / policy B's | <= 1.25 | 1.500 | MISSED |" in text
-    assert "| router in-process rows/s / Booster.predict's | >= 0.5 | 0.600 | met |" in text
+    assert "| router in-process rows/s / Booster.predict's (CPU time) | >= 0.5 | 0.400 | MISSED |" in text
+    assert "| router in-process rows/s / Booster.predict's (wall time) | >= 0.5 | 0.600 | met |" in text
+    assert "| router forced to B in-process rows/s / Booster.predict's (CPU time) | >= 0.5 | 0.550 | met |" in text
     assert "| soak errors | 0 | 0.000 | met |" in text
     assert "| soak server RSS growth, MB | <= 50 | 20.000 | met |" in text
