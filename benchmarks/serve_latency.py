@@ -76,6 +76,13 @@ def measure(url: str, *, single: int, big_rows: int, big_repeats: int, seed: int
 
         for _ in range(20):  # warm-up: first requests pay for lazy imports and allocator growth
             post(pairs(1))
+        # The HTTP floor: what a request costs before any parsing or model work.
+        pings = []
+        for _ in range(single):
+            start = time.perf_counter()
+            session.get(f"{url}/ping", timeout=30).raise_for_status()
+            pings.append((time.perf_counter() - start) * 1000)
+        rows.append(["GET /ping", single, float(np.median(pings)), float(np.percentile(pings, 99)), float("nan")])
         latencies = np.array([post(pairs(1)) for _ in range(single)]) * 1000
         rows.append(
             [
@@ -100,6 +107,30 @@ def measure(url: str, *, single: int, big_rows: int, big_repeats: int, seed: int
     return rows
 
 
+def in_process_rows(model_uri: str, *, single: int, seed: int) -> list[object]:
+    """Single-row predict on the router loaded in this process: the model's share of the served latency."""
+    model = mlflow.pyfunc.load_model(model_uri)
+    rng = np.random.default_rng(seed)
+    frames = [
+        pd.DataFrame({"user_id": rng.integers(1, 944, 1), "item_id": rng.integers(1, 1683, 1)})
+        for _ in range(single)
+    ]
+    for frame in frames[:20]:
+        model.predict(frame)
+    latencies = []
+    for frame in frames:
+        start = time.perf_counter()
+        model.predict(frame)
+        latencies.append((time.perf_counter() - start) * 1000)
+    return [
+        "1 row, in-process pyfunc",
+        single,
+        float(np.median(latencies)),
+        float(np.percentile(latencies, 99)),
+        1000 / float(np.mean(latencies)),
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> str:
     """Run the benchmark; returns (and prints) the markdown table."""
     parser = argparse.ArgumentParser(prog="benchmarks.serve_latency", description=__doc__)
@@ -118,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> str:
             rows = measure(
                 url, single=args.single, big_rows=args.big_rows, big_repeats=args.big_repeats, seed=args.seed
             )
+        rows.append(in_process_rows(args.model_uri, single=args.single, seed=args.seed))
     table = markdown_table(["request", "n requests", "p50 ms", "p99 / max ms", "rows/s"], rows)
     served = f"router: {args.model_uri} (mlflow models serve, 1 worker, --env-manager local)"
     text = f"{machine_line()}\n{served}\n\n{table}"
