@@ -33,12 +33,9 @@ _USER_HISTORY_COLUMN = "user_count"
 _ITEM_HISTORY_COLUMN = "item_count"
 USER_FACTOR_PREFIX = "user_factor_"
 ITEM_FACTOR_PREFIX = "item_factor_"
-USER_LIKE_FACTOR_PREFIX = "user_like_factor_"
-ITEM_LIKE_FACTOR_PREFIX = "item_like_factor_"
 # Pair features that are one dot product of a user vector and an item vector: name -> (user prefix, item prefix).
 DOT_FEATURES: dict[str, tuple[str, str]] = {
     "mf_score": (USER_FACTOR_PREFIX, ITEM_FACTOR_PREFIX),
-    "mf_like_score": (USER_LIKE_FACTOR_PREFIX, ITEM_LIKE_FACTOR_PREFIX),
 }
 USER_SEGMENT_PREFIX = "user_segment_"  # one-hot demographic segment of the user
 ITEM_SEGMENT_PREFIX = "item_segment_rate_"  # the item's positive rate within each segment

@@ -70,9 +70,6 @@ class Feature:
     description: str = ""
 
 
-# Size of the rating factorisation's latent vectors; they are model inputs, so the size is part of the schema.
-N_LATENT_FACTORS = 16
-
 FEATURES: tuple[Feature, ...] = (
     # user profile
     Feature("age", "double", "user", description="age in years (ML-1M: lower bound of the age band)"),
@@ -93,10 +90,6 @@ FEATURES: tuple[Feature, ...] = (
     Feature("item_rating_std", "double", "item", description="smoothed standard deviation of the ratings"),
     Feature("user_genre_affinity", "double", "pair", description="user's genre taste · item genres"),
     Feature("mf_score", "double", "pair", description="rating predicted by biased matrix factorisation"),
-    Feature("mf_like_score", "double", "pair", description="label predicted by biased matrix factorisation"),
-    # the rating factorisation's latent vectors themselves, so a tree model can use single taste dimensions
-    *(Feature(f"user_factor_{k}", "double", "user", description="latent factor") for k in range(N_LATENT_FACTORS)),
-    *(Feature(f"item_factor_{k}", "double", "item", description="latent factor") for k in range(N_LATENT_FACTORS)),
     Feature(
         "item_segment_pos_rate", "double", "pair", description="item's positive rate in the user's gender×age"
     ),

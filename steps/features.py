@@ -28,7 +28,6 @@ from ab_router.schema import (
     GENRE_COLUMNS,
     ITEM_ID,
     LABEL,
-    N_LATENT_FACTORS,
     RATING,
     TASTE_COLUMNS,
     USER_ID,
@@ -50,13 +49,8 @@ class FeatureConfig:
     n_folds: int = 5
     prior_strength: float = 10.0  # pseudo-ratings at the global prior in smoothed user/item rates and means
     genre_prior_strength: float = 5.0  # pseudo-ratings at the user's own rate in each genre's taste
-    # of the ratings (mf_score) and of the 0/1 labels (mf_like_score); regularisation tuned on ML-100K's val split
-    factorization: FactorizationConfig = field(
-        default_factory=lambda: FactorizationConfig(n_factors=N_LATENT_FACTORS, regularization=20.0)
-    )
-    like_factorization: FactorizationConfig = field(
-        default_factory=lambda: FactorizationConfig(regularization=5.0)
-    )
+    # matrix factorisation of the ratings (mf_score); regularisation tuned on ML-100K's validation split
+    factorization: FactorizationConfig = field(default_factory=lambda: FactorizationConfig(regularization=20.0))
     # Share of training rows whose user is held out of every fold's history, so the models learn how a user
     # without history behaves. None = the share of validation rows whose user has no training history (ids
     # only, no labels): ~0 for random splits, most rows for a temporal split, where new users dominate.
@@ -65,11 +59,6 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         if self.n_folds < 2:
             raise ValueError(f"n_folds must be >= 2 so training rows get out-of-fold features, got {self.n_folds}")
-        if self.factorization.n_factors != N_LATENT_FACTORS:
-            raise ValueError(
-                f"factorization.n_factors must be schema.N_LATENT_FACTORS={N_LATENT_FACTORS} (its factors are "
-                f"model inputs), got {self.factorization.n_factors}"
-            )
         if self.cold_user_share is not None and not 0.0 <= self.cold_user_share < 1.0:
             raise ValueError(f"cold_user_share must be in [0, 1) or None, got {self.cold_user_share}")
         if self.prior_strength <= 0 or self.genre_prior_strength <= 0:
@@ -234,10 +223,7 @@ def history_tables(
     segments = user_segments(user_profiles)
     segment_rates = _item_segment_rates(history, segments, item_stats["item_pos_rate"], config)
     factor_frames, factor_defaults = [[], []], [{}, {}]
-    for name, target, factor_config in (
-        ("mf_score", RATING, config.factorization),
-        ("mf_like_score", LABEL, config.like_factorization),
-    ):
+    for name, target, factor_config in (("mf_score", RATING, config.factorization),):
         factors = fit_factorization(
             history[USER_ID].to_numpy(),
             history[ITEM_ID].to_numpy(),
