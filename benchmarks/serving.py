@@ -19,6 +19,7 @@ ML-100K-sized zip); ``--tracking-uri`` uses an existing store's ``models:/`` ali
 
     python -m benchmarks.serving
     python -m benchmarks.serving --tracking-uri sqlite:///path/mlflow.db --soak-s 60
+    OMP_NUM_THREADS=1 python -m benchmarks.serving     # LightGBM's OpenMP on one thread, here and in the servers
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ RSS_GROWTH_BOUND_MB = 50.0
 ROUTER_P50_BOUND = 1.25  # router single-row p50 <= 1.25x policy B's
 IN_PROCESS_BOUND = 0.5  # router in-process rows/s >= 50% of Booster.predict's
 HEADERS = {"Content-Type": "application/json"}
+FORCED_B_P50 = "single p50 ms, router forced to B"
 
 
 # --------------------------------------------------------------------------------------------------- building
@@ -111,16 +113,20 @@ class Workload:
     pairs: pd.DataFrame  # big_rows rows; the first n_single are the single-row requests
     features: pd.DataFrame  # the pairs' model input (schema dtypes)
     router_single: list[bytes]
+    router_single_forced_b: list[bytes]  # the same requests with params force_policy=B (every row to policy B)
     policy_single: list[bytes]
     router_big: bytes
     policy_big: bytes
 
 
-def _json(frame: pd.DataFrame) -> bytes:
+def _json(frame: pd.DataFrame, params: Mapping[str, str] | None = None) -> bytes:
     # Cast to object first: ``frame.to_numpy()`` (as in steps.serving.request_body) upcasts a mixed long/double
     # frame to float64, and the scoring server then refuses 3.0 for a long column.
     data = frame.astype(object).to_numpy().tolist()
-    return json.dumps({"dataframe_split": {"columns": list(frame.columns), "data": data}}).encode()
+    body: dict[str, object] = {"dataframe_split": {"columns": list(frame.columns), "data": data}}
+    if params:
+        body["params"] = dict(params)
+    return json.dumps(body).encode()
 
 
 def build_workload(
@@ -137,6 +143,7 @@ def build_workload(
         pairs=pairs,
         features=features,
         router_single=[_json(pairs.iloc[[i]]) for i in range(n_single)],
+        router_single_forced_b=[_json(pairs.iloc[[i]], {"force_policy": "B"}) for i in range(n_single)],
         policy_single=[_json(features.iloc[[i]]) for i in range(n_single)],
         router_big=_json(pairs.iloc[:big_rows]),
         policy_big=_json(features.iloc[:big_rows]),
@@ -167,15 +174,28 @@ def _clients(url: str, bodies: Sequence[bytes], *, clients: int, per_client: int
 
 
 def measure_http(
-    url: str, single: Sequence[bytes], big: bytes, *, big_rows: int, per_client: int, big_repeats: int
+    url: str,
+    single: Sequence[bytes],
+    big: bytes,
+    *,
+    big_rows: int,
+    per_client: int,
+    big_repeats: int,
+    forced_b: Sequence[bytes] = (),
 ) -> dict[str, float]:
-    """Single-row percentiles, throughput per concurrency and 10,000-row rows/s of one served model."""
+    """Single-row percentiles, throughput per concurrency and 10,000-row rows/s of one served model.
+
+    ``forced_b`` (router only): the single-row requests again with every row sent to policy B.
+    """
     with requests.Session() as session:
         for body in single[:20]:  # warm-up: lazy imports, allocator growth
             _post(session, url, body)
         latencies = [_post(session, url, body) for body in single]
+        forced = [_post(session, url, body) for body in forced_b]
         big_times = [_post(session, url, big) for _ in range(big_repeats)]
     stats = {f"single p{q} ms": percentile(latencies, q) * 1000 for q in (50, 95, 99)}
+    if forced:
+        stats[FORCED_B_P50] = percentile(forced, 50) * 1000
     for clients in CONCURRENCY:
         wall, concurrent = _clients(url, single, clients=clients, per_client=per_client)
         stats[f"{clients} clients req/s"] = len(concurrent) / wall
@@ -299,7 +319,12 @@ def soak(url: str, bodies: Sequence[bytes], *, seconds: float, clients: int = SO
 # --------------------------------------------------------------------------------------------------- report
 def http_table(router: Mapping[str, float], policy_b: Mapping[str, float]) -> str:
     """Router and policy B side by side with the ratio router / policy B."""
-    rows = [[name, router[name], policy_b[name], router[name] / policy_b[name]] for name in router]
+    rows = [
+        [name, router[name], policy_b[name], router[name] / policy_b[name]] for name in router if name in policy_b
+    ]
+    if FORCED_B_P50 in router:
+        base = policy_b["single p50 ms"]
+        rows.insert(3, [FORCED_B_P50, router[FORCED_B_P50], base, router[FORCED_B_P50] / base])
     return markdown_table(["metric", "router", "policy B alone", "router / policy B"], rows)
 
 
@@ -330,6 +355,16 @@ def targets_table(
             _status(p50_ratio <= ROUTER_P50_BOUND),
         ],
     ]
+    if FORCED_B_P50 in router:
+        forced_ratio = router[FORCED_B_P50] / policy_b["single p50 ms"]
+        rows.append(
+            [
+                "router forced to B, single-row p50 / policy B's",
+                f"<= {ROUTER_P50_BOUND}",
+                forced_ratio,
+                _status(forced_ratio <= ROUTER_P50_BOUND),
+            ]
+        )
     for name, measured in (("router", router_rates), ("router forced to B", forced_b)):
         for kind, share in (("CPU", measured.cpu / booster.cpu), ("wall", measured.wall / booster.wall)):
             label = f"{name} in-process rows/s / Booster.predict's ({kind} time)"
@@ -387,9 +422,9 @@ def main(argv: Sequence[str] | None = None) -> str:
         rates = measure_in_process(router_model, workload, repeats=args.in_process_repeats)
         del router_model
         http = {}
-        for uri, single, big in (
-            (ROUTER_URI, workload.router_single, workload.router_big),
-            (POLICY_B_URI, workload.policy_single, workload.policy_big),
+        for uri, single, big, forced_b in (
+            (ROUTER_URI, workload.router_single, workload.router_big, workload.router_single_forced_b),
+            (POLICY_B_URI, workload.policy_single, workload.policy_big, []),
         ):
             with served_model(uri) as url:
                 log.info("measuring %s", uri)
@@ -400,6 +435,7 @@ def main(argv: Sequence[str] | None = None) -> str:
                     big_rows=args.big_rows,
                     per_client=args.per_client,
                     big_repeats=args.big_repeats,
+                    forced_b=forced_b,
                 )
         soak_result = None
         if args.soak_s > 0:
@@ -409,6 +445,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     parts = [
         machine_line(),
         f"code: {code_description()}; mlflow models serve -w 1 --env-manager local; 127.0.0.1; "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')} (servers inherit it); "
         f"clients are threads of this process (they share the 2 cores with the server)",
         f"{load_before} (before); {load_line()} (after)",
         "",
