@@ -144,7 +144,9 @@ def mlflow_run(project: Path, store: Store, entry: str, params: Mapping[str, str
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
-    log.info("%s: %.1f s, peak %.0f MB", entry, measured.wall_s, measured.peak_rss_mb)
+    log.info(
+        "%s: %.1f s wall, %.1f s CPU, peak %.0f MB", entry, measured.wall_s, measured.cpu_s, measured.peak_rss_mb
+    )
     return measured, runs[0].info.run_id
 
 
