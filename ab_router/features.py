@@ -33,9 +33,17 @@ _USER_HISTORY_COLUMN = "user_count"
 _ITEM_HISTORY_COLUMN = "item_count"
 USER_FACTOR_PREFIX = "user_factor_"
 ITEM_FACTOR_PREFIX = "item_factor_"
+LIKED_PREFIX = "user_liked_direction_"  # mean latent direction of the items the user liked
+DISLIKED_PREFIX = "user_disliked_direction_"  # ... and of the items the user did not like
+ITEM_DIRECTION_PREFIX = "item_direction_"  # the item's latent factors scaled to unit length
+USER_LATENT_PREFIX = "user_latent_"  # the factorisation's latent factors without the biases
+ITEM_LATENT_PREFIX = "item_latent_"
 # Pair features that are one dot product of a user vector and an item vector: name -> (user prefix, item prefix).
 DOT_FEATURES: dict[str, tuple[str, str]] = {
     "mf_score": (USER_FACTOR_PREFIX, ITEM_FACTOR_PREFIX),
+    "liked_similarity": (LIKED_PREFIX, ITEM_DIRECTION_PREFIX),
+    "disliked_similarity": (DISLIKED_PREFIX, ITEM_DIRECTION_PREFIX),
+    "mf_interaction": (USER_LATENT_PREFIX, ITEM_LATENT_PREFIX),
 }
 USER_SEGMENT_PREFIX = "user_segment_"  # one-hot demographic segment of the user
 ITEM_SEGMENT_PREFIX = "item_segment_rate_"  # the item's positive rate within each segment

@@ -90,6 +90,16 @@ FEATURES: tuple[Feature, ...] = (
     Feature("item_rating_std", "double", "item", description="smoothed standard deviation of the ratings"),
     Feature("user_genre_affinity", "double", "pair", description="user's genre taste · item genres"),
     Feature("mf_score", "double", "pair", description="rating predicted by biased matrix factorisation"),
+    Feature("mf_interaction", "double", "pair", description="mf_score's user × item term, without the biases"),
+    Feature(
+        "liked_similarity", "double", "pair", description="item's latent similarity to the user's liked items"
+    ),
+    Feature(
+        "disliked_similarity",
+        "double",
+        "pair",
+        description="item's latent similarity to the user's disliked items",
+    ),
     Feature(
         "item_segment_pos_rate", "double", "pair", description="item's positive rate in the user's gender×age"
     ),

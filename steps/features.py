@@ -15,14 +15,24 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold
 
-from ab_router.features import DOT_FEATURES, ITEM_SEGMENT_PREFIX, USER_SEGMENT_PREFIX, assemble_features
+from ab_router.features import (
+    DISLIKED_PREFIX,
+    DOT_FEATURES,
+    ITEM_DIRECTION_PREFIX,
+    ITEM_LATENT_PREFIX,
+    ITEM_SEGMENT_PREFIX,
+    LIKED_PREFIX,
+    USER_LATENT_PREFIX,
+    USER_SEGMENT_PREFIX,
+    assemble_features,
+)
 from ab_router.schema import (
     FEATURE_COLUMNS,
     GENRE_COLUMNS,
@@ -32,7 +42,7 @@ from ab_router.schema import (
     TASTE_COLUMNS,
     USER_ID,
 )
-from steps.factorization import FactorizationConfig, fit_factorization
+from steps.factorization import Factorization, FactorizationConfig, fit_factorization
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +204,39 @@ def _item_segment_rates(
     return (liked + config.prior_strength * prior) / (rated + config.prior_strength)
 
 
+def _taste_centroids(
+    history: pd.DataFrame, factors: Factorization, n_factors: int
+) -> tuple[list[pd.DataFrame], list[pd.DataFrame]]:
+    """Item directions (unit latent factors) and each user's mean direction over liked and over disliked items.
+
+    Their dot products are the cosine-like similarity of an item to what the user liked and to what the user
+    disliked: a neighbourhood signal beside the factorisation's own prediction. Both vectors come from the same
+    fold model, so the arbitrary basis of its latent space cancels in the dot product.
+    """
+    latent = factors.item_vectors.iloc[:, :n_factors].to_numpy()
+    directions = latent / np.maximum(np.linalg.norm(latent, axis=1, keepdims=True), 1e-12)
+    item_index = factors.item_vectors.index
+    rows = directions[item_index.get_indexer(history[ITEM_ID].to_numpy())]
+    users = history[USER_ID].to_numpy()
+    liked = history[LABEL].to_numpy() == 1
+    user_frames = []
+    for prefix, mask in ((LIKED_PREFIX, liked), (DISLIKED_PREFIX, ~liked)):
+        columns = [f"{prefix}{k}" for k in range(n_factors)]
+        total = pd.DataFrame(rows * mask[:, None], columns=columns).groupby(users).sum()
+        count = pd.Series(mask.astype(np.float64)).groupby(users).sum()
+        user_frames.append(total.div(np.maximum(count, 1.0), axis=0))
+    item_frame = pd.DataFrame(
+        directions, index=item_index, columns=[f"{ITEM_DIRECTION_PREFIX}{k}" for k in range(n_factors)]
+    )
+    user_latent = factors.user_vectors.iloc[:, :n_factors].set_axis(
+        [f"{USER_LATENT_PREFIX}{k}" for k in range(n_factors)], axis=1
+    )
+    item_latent = pd.DataFrame(
+        latent, index=item_index, columns=[f"{ITEM_LATENT_PREFIX}{k}" for k in range(n_factors)]
+    )
+    return [pd.concat([*user_frames, user_latent], axis=1)], [item_frame, item_latent]
+
+
 def history_tables(
     history: pd.DataFrame,
     user_profiles: pd.DataFrame,
@@ -206,8 +249,18 @@ def history_tables(
     """User and item lookup tables (profiles + statistics of ``history``) and defaults for unknown ids.
 
     ``count_scale`` rescales counts learnt on a fraction of the training rows (out-of-fold: K/(K-1)) so their
-    distribution matches counts learnt on all of them.
+    distribution matches counts learnt on all of them, and divides every prior strength and the factorisation's
+    ridge penalty by it: a fold's history has 1/count_scale of each user's and item's rows, so the same shrinkage
+    relative to the data keeps the spread of its features equal to the spread of the served (whole-split) ones.
     """
+    config = replace(
+        config,
+        prior_strength=config.prior_strength / count_scale,
+        genre_prior_strength=config.genre_prior_strength / count_scale,
+        factorization=replace(
+            config.factorization, regularization=config.factorization.regularization / count_scale
+        ),
+    )
     positive_prior = float(history[LABEL].mean())
     rating_prior = float(history[RATING].mean())
     variance_prior = float(history[RATING].var(ddof=0))
@@ -240,6 +293,10 @@ def history_tables(
             named = vectors.rename(columns=lambda k, prefix=prefix: f"{prefix}{k}")
             factor_frames[side].append(named)
             factor_defaults[side].update(zip(named.columns, default.tolist(), strict=True))
+    for side, frames in enumerate(_taste_centroids(history, factors, config.factorization.n_factors)):
+        for frame in frames:
+            factor_frames[side].append(frame)
+            factor_defaults[side].update(dict.fromkeys(frame.columns, 0.0))
 
     prior_row = {
         "count": 0.0,
@@ -288,13 +345,11 @@ def _with_history(
     Ids seen in the history but absent from the profiles are kept too, with default profile values.
     """
     ids = pd.Index(profiles[key]).union(pd.Index(statistics[0].index)).sort_values()
-    table = profiles.set_index(key).reindex(ids)
-    for stat in statistics:
-        table = table.join(stat.reindex(ids))
+    table = pd.concat([profiles.set_index(key).reindex(ids), *(stat.reindex(ids) for stat in statistics)], axis=1)
     table = table.fillna({c: v for c, v in defaults.items() if c in table.columns and not _is_nan(v)})
     # Reindexing made integer codes float; give them back their integer type.
     integer = [c for c, v in defaults.items() if c in table.columns and isinstance(v, int | np.integer)]
-    table[integer] = table[integer].astype(np.int64)
+    table = table.astype(dict.fromkeys(integer, np.int64)).copy()  # the copy consolidates the column blocks
     table.index.name = key
     return table.reset_index()
 

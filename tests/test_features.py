@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ab_router.features import FeatureLookup, assemble_features
+from ab_router.features import DOT_FEATURES, FeatureLookup, assemble_features
 from ab_router.schema import FEATURE_COLUMNS, ITEM_ID, USER_ID, feature_dtypes
 from steps.features import FeatureConfig, build_features, encode_users, fold_assignment
 
@@ -116,7 +116,7 @@ def test_same_seed_same_features_and_other_seed_other_folds(synthetic_movielens)
     assert a.defaults == b.defaults
     assert not a.splits["train"]["user_pos_rate"].equals(c.splits["train"]["user_pos_rate"])
     # val/test use the full split: only the factorisations' seeded initialisation differs
-    seeded = ["mf_score"]
+    seeded = list(DOT_FEATURES)
     pd.testing.assert_frame_equal(a.splits["test"].drop(columns=seeded), c.splits["test"].drop(columns=seeded))
 
 
