@@ -36,7 +36,7 @@ from threadpoolctl import ThreadpoolController
 from ab_router.assignment import ARMS, AssignmentConfig, assign_arms, check_split
 from ab_router.features import FeatureLookup
 from ab_router.policy import positive_scores
-from ab_router.schema import ITEM_ID, USER_ID, to_feature_frame
+from ab_router.schema import ITEM_ID, ROUTER_OUTPUT_COLUMNS, USER_ID, to_feature_frame
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +46,7 @@ USER_FEATURES_ARTIFACT = "user_features"
 ITEM_FEATURES_ARTIFACT = "item_features"
 FEATURE_DEFAULTS_ARTIFACT = "feature_defaults"
 
-OUTPUT_COLUMNS: tuple[str, ...] = (
-    USER_ID,
-    ITEM_ID,
-    "policy",
-    "model_name",
-    "model_version",
-    "score",
-    "bucket",
-    "cold_user",
-    "cold_item",
-)
+OUTPUT_COLUMNS: tuple[str, ...] = ROUTER_OUTPUT_COLUMNS
 
 
 def code_digest() -> str:

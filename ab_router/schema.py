@@ -23,6 +23,19 @@ TIMESTAMP = "timestamp"
 LABEL = "label"
 ID_COLUMNS: tuple[str, ...] = (USER_ID, ITEM_ID)
 
+# What the served router returns per row (the router's output schema; simulate reads the same names).
+ROUTER_OUTPUT_COLUMNS: tuple[str, ...] = (
+    USER_ID,
+    ITEM_ID,
+    "policy",
+    "model_name",
+    "model_version",
+    "score",
+    "bucket",
+    "cold_user",
+    "cold_item",
+)
+
 # The 19 genres of ML-100K's u.genre, in file order. ML-1M uses the same names minus "unknown".
 GENRES: tuple[str, ...] = (
     "unknown",

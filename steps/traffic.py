@@ -22,21 +22,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ab_router.schema import ITEM_ID, LABEL, TIMESTAMP, USER_ID
+from ab_router.schema import ITEM_ID, LABEL, ROUTER_OUTPUT_COLUMNS, TIMESTAMP, USER_ID
 
 Scorer = Callable[[pd.DataFrame, Mapping[str, Any] | None], pd.DataFrame]
 Environment = Literal["replay", "synthetic"]
 ENVIRONMENTS: tuple[str, ...] = ("replay", "synthetic")
 ARMS: tuple[str, str] = ("A", "B")  # control first
-ROUTER_COLUMNS: tuple[str, ...] = (
-    "policy",
-    "model_name",
-    "model_version",
-    "score",
-    "bucket",
-    "cold_user",
-    "cold_item",
-)
+# The router's output columns other than the ids it echoes back.
+ROUTER_COLUMNS: tuple[str, ...] = tuple(c for c in ROUTER_OUTPUT_COLUMNS if c not in (USER_ID, ITEM_ID))
 
 
 def arrivals(test: pd.DataFrame, *, days: int, users_per_day: int, rng: np.random.Generator) -> pd.DataFrame:
