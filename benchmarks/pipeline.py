@@ -218,9 +218,13 @@ def tables(results: Results, sizes: Sequence[DataSize]) -> str:
     ratio_rows = []
     for s in sizes:
         ran = [step for step in STEPS if step in results.by_size.get(s.name, {})]
-        step_sum = sum(results.median_wall(s.name, step) for step in ran) if ran else math.nan
-        cold, cached = results.median_wall(s.name, MAIN_COLD), results.median_wall(s.name, MAIN_CACHED)
-        ratio_rows.append([s.name, step_sum, cold, cold / step_sum, cached, cached / cold])
+        row: list[object] = [s.name]
+        for field in ("wall_s", "cpu_s"):
+            step_sum = sum(results.median_of(s.name, step, field) for step in ran) if ran else math.nan
+            cold = results.median_of(s.name, MAIN_COLD, field)
+            cached = results.median_of(s.name, MAIN_CACHED, field)
+            row += [step_sum, cold, cold / step_sum, cached, cached / cold]
+        ratio_rows.append(row)
     target_rows = []
     for (size, label), bound in TARGETS.items():
         wall, cpu = results.median_wall(size, label), results.median_of(size, label, "cpu_s")
@@ -237,9 +241,22 @@ def tables(results: Results, sizes: Sequence[DataSize]) -> str:
             markdown_table([*time_header, "exponent wall", "exponent CPU"], time_rows),
             "Peak RSS of the step's process tree, MB (largest single process)",
             markdown_table(["step", *(s.name for s in sizes)], memory_rows),
-            "main vs the steps launched one by one (the same work by hand), and cached vs cold (wall)",
+            "main vs the steps launched one by one (the same work by hand), and cached vs cold",
             markdown_table(
-                ["size", "sum of steps s", "main cold s", "cold / sum", "main cached s", "cached / cold"],
+                [
+                    "size",
+                    *(
+                        f"{name} ({kind})"
+                        for kind in ("wall", "CPU")
+                        for name in (
+                            "sum of steps s",
+                            "main cold s",
+                            "cold / sum",
+                            "main cached s",
+                            "cached / cold",
+                        )
+                    ),
+                ],
                 ratio_rows,
             ),
             "Targets (issue 9); CPU time = user + system seconds of the whole process tree, which a loaded "

@@ -39,7 +39,9 @@ def test_pipeline_tables_report_medians_exponents_ratios_and_targets() -> None:
     assert "| main (cold), ml-100k | <= 60 s | 50.000 | met | 40.000 | met |" in text
     assert "| main (cached), ml-100k | <= 15 s | 16.000 | MISSED | 9.000 | met |" in text
     assert "| main (cold), ml-1m | <= 300 s | nan | not measured | nan | not measured |" in text
-    assert "| ml-100k | 20.000 | 50.000 | 2.500 | 16.000 | 0.320 |" in text
+    assert (
+        "| ml-100k | 20.000 | 50.000 | 2.500 | 16.000 | 0.320 | 10.000 | 40.000 | 4.000 | 9.000 | 0.225 |" in text
+    )
 
 
 def test_parse_sizes_rejects_unknown_names() -> None:
