@@ -301,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         os.environ.pop(name, None)
     steps = list(STEPS[: STEPS.index(args.until) + 1])
     load_before = load_line()
+    measured_code = f"{args.code} of {git_head()}"  # now: the checkout may move on while the benchmark runs
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         workdir = args.workdir or Path(tmp)
         project = snapshot_project(workdir / "project", code=args.code)
@@ -320,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> str:
                     )
     header = [
         machine_line(),
-        f"code: {args.code} of {git_head()}; mlflow run --env-manager local; SQLite; repeats: {args.repeats}",
+        f"code: {measured_code}; mlflow run --env-manager local; SQLite; repeats: {args.repeats}",
         f"{load_before} (before); {load_line()} (after)",
     ]
     text = "\n".join(header) + "\n\n" + tables(results, args.sizes)
