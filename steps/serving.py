@@ -105,7 +105,9 @@ def request_body(
     if orient == "dataframe_records":
         body: dict[str, Any] = {orient: frame.to_dict(orient="records")}
     elif orient == "dataframe_split":
-        body = {orient: {"columns": list(frame.columns), "data": frame.to_numpy().tolist()}}
+        # Through object so each column keeps its own type: a plain ``to_numpy()`` upcasts a mixed long/double
+        # frame to float64, and the scoring server refuses 3.0 for a long column.
+        body = {orient: {"columns": list(frame.columns), "data": frame.astype(object).to_numpy().tolist()}}
     else:
         raise ValueError(f"orient must be 'dataframe_records' or 'dataframe_split', got {orient!r}")
     if params:

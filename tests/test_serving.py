@@ -125,3 +125,11 @@ def test_summary_counts_users_not_rows_and_tests_the_split() -> None:
     # chi-square of (60, 40) against (50, 50): statistic 4, p = 0.0455
     assert summary.srm_p_value == pytest.approx(0.045500, abs=1e-6)
     assert demo.summarise_assignments(routed, split=0.0).srm_p_value == 0.0
+
+
+def test_request_body_keeps_each_columns_type() -> None:
+    # A long column sent as 3.0 is refused by the scoring server, so a mixed frame must not be upcast to floats.
+    frame = pd.DataFrame({"user_id": np.array([1, 2], dtype=np.int64), "score": [0.5, 0.25]})
+    body = request_body(frame)
+    assert body["dataframe_split"]["data"] == [[1, 0.5], [2, 0.25]]
+    assert all(type(row[0]) is int for row in body["dataframe_split"]["data"])
