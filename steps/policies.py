@@ -231,13 +231,17 @@ def _dataset(frame: pd.DataFrame, *, reference: lgb.Dataset | None = None) -> lg
     )
 
 
-def fit_lightgbm(train: pd.DataFrame, val: pd.DataFrame | None, *, params: LightGBMParams) -> LightGBMFit:
+def fit_lightgbm(
+    train: pd.DataFrame, val: pd.DataFrame | None, *, params: LightGBMParams, record_train_curve: bool = True
+) -> LightGBMFit:
     """Fit policy B; with ``val`` (and early_stopping_rounds > 0) stop when validation AUC stops improving.
 
-    Without ``val`` (cross-validation folds) it trains exactly ``n_estimators`` rounds.
+    Without ``val`` it trains exactly ``n_estimators`` rounds. ``record_train_curve`` scores the training set
+    every round for the train_b step's learning-curve plot; refits that only need the model (cross-validation,
+    benchmarks) switch it off, since that scoring is a large share of the fit on small data.
     """
     train_set = _dataset(train)
-    valid_sets, valid_names = [train_set], ["train"]
+    valid_sets, valid_names = ([train_set], ["train"]) if record_train_curve else ([], [])
     if val is not None:
         valid_sets.append(_dataset(val, reference=train_set))
         valid_names.append("val")
@@ -310,7 +314,8 @@ def fit_policy(
     _check_choice("policy", policy, POLICIES)
     if policy == "A":
         return FittedPolicy("A", fit_logistic(train, params=LogisticParams.from_params(params)))
-    return FittedPolicy("B", fit_lightgbm(train, val, params=LightGBMParams.from_params(params)).booster)
+    fit = fit_lightgbm(train, val, params=LightGBMParams.from_params(params), record_train_curve=False)
+    return FittedPolicy("B", fit.booster)
 
 
 def classification_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:

@@ -144,6 +144,17 @@ def test_policy_b_early_stops_and_records_the_curve(train: pd.DataFrame, val: pd
     assert val_auc["auc"] > 0.8
 
 
+def test_policy_b_without_the_train_curve_fits_the_same_model(train: pd.DataFrame, val: pd.DataFrame) -> None:
+    # Refits (cross-validation) skip scoring the training set each round; the model must not change.
+    with_curve = policies.fit_lightgbm(train, val, params=lightgbm_params())
+    without = policies.fit_lightgbm(train, val, params=lightgbm_params(), record_train_curve=False)
+    assert list(without.curve.columns) == ["iteration", "val_auc", "val_logloss"]
+    assert without.best_iteration == with_curve.best_iteration
+    np.testing.assert_array_equal(
+        policies.predict_lightgbm(without.booster, val), policies.predict_lightgbm(with_curve.booster, val)
+    )
+
+
 def test_policy_b_uses_native_categoricals_and_the_given_num_leaves(train: pd.DataFrame) -> None:
     params = lightgbm_params(num_leaves="63", min_child_samples="5", early_stopping_rounds="0", n_estimators="5")
     booster = policies.fit_lightgbm(train, None, params=params).booster
