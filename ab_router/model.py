@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from threadpoolctl import ThreadpoolController
 
 from ab_router.assignment import ARMS, AssignmentConfig, assign_arms, check_split
 from ab_router.features import FeatureLookup
-from ab_router.policy import positive_scores
+from ab_router.policy import Predictor, positive_scores
 from ab_router.schema import ITEM_ID, ROUTER_OUTPUT_COLUMNS, USER_ID, to_feature_frame
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,29 @@ def _bad_request(message: str) -> MlflowException:
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
+@dataclass(frozen=True)
+class _NativePredictor:
+    """A policy's own model object with the call that yields probabilities (``predict`` for positive_scores)."""
+
+    predict: Callable[[pd.DataFrame], Any]
+
+
+def native_scorer(model: mlflow.pyfunc.PyFuncModel) -> Predictor:
+    """The policy's native model when its flavor is known, else the pyfunc model itself.
+
+    The router hands each policy a frame that ``to_feature_frame`` already typed to the schema, so the policy's
+    pyfunc schema enforcement would only repeat that check: it was most of a single-row LightGBM call (~3.6 of
+    4.2 ms). Calling the native model skips it; an unknown flavor keeps the pyfunc path.
+    """
+    flavors = model.metadata.flavors
+    raw = model.get_raw_model()
+    if "lightgbm" in flavors and hasattr(raw, "predict") and not hasattr(raw, "predict_proba"):
+        return _NativePredictor(raw.predict)  # a Booster: predict is P(positive)
+    if "sklearn" in flavors and hasattr(raw, "predict_proba"):
+        return _NativePredictor(raw.predict_proba)
+    return model
+
+
 class ABRouterModel(mlflow.pyfunc.PythonModel):
     """Sticky A/B assignment by user, then the assigned policy's score for each (user, item) row."""
 
@@ -121,6 +145,7 @@ class ABRouterModel(mlflow.pyfunc.PythonModel):
         artifacts = context.artifacts
         self.threads = ThreadpoolController()
         self.policies = {arm: mlflow.pyfunc.load_model(artifacts[key]) for arm, key in POLICY_ARTIFACTS.items()}
+        self.scorers = {arm: native_scorer(model) for arm, model in self.policies.items()}
         # Indexed once here, so a request pays only for the gather (10,000 rows in milliseconds).
         self.features = FeatureLookup(
             pd.read_parquet(artifacts[USER_FEATURES_ARTIFACT]),
@@ -170,9 +195,9 @@ class ABRouterModel(mlflow.pyfunc.PythonModel):
             for arm in ARMS:
                 rows = policy == arm
                 if rows.all():  # one arm only (every single-row request): skip the boolean row selection
-                    scores = positive_scores(self.policies[arm], to_feature_frame(features))
+                    scores = positive_scores(self.scorers[arm], to_feature_frame(features))
                 elif rows.any():
-                    scores[rows] = positive_scores(self.policies[arm], to_feature_frame(features.loc[rows]))
+                    scores[rows] = positive_scores(self.scorers[arm], to_feature_frame(features.loc[rows]))
         names = np.array([self.arms[arm]["model_name"] for arm in ARMS], dtype=object)
         versions = np.array([self.arms[arm]["model_version"] for arm in ARMS], dtype=object)
         arm_index = (policy == ARMS[1]).astype(np.int64)

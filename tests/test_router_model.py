@@ -225,3 +225,13 @@ def test_loading_warns_when_this_process_runs_other_ab_router_code(
     with caplog.at_level("WARNING", logger="ab_router.model"):
         mlflow.pyfunc.load_model(str(saved[4]))
     assert "differs from the code bundled with the router" in caplog.text
+
+
+def test_router_scores_with_the_policies_native_models(router) -> None:
+    # The router types the feature frame itself; a second pyfunc schema check per policy call was most of a
+    # single-row request, so both policies must be called natively (the equality of scores is checked above).
+    scorers = router.unwrap_python_model().scorers
+    assert {arm: type(scorer).__name__ for arm, scorer in scorers.items()} == {
+        "A": "_NativePredictor",
+        "B": "_NativePredictor",
+    }
