@@ -21,12 +21,12 @@ POLICY_COLORS: dict[str, str] = {"A": "tab:blue", "B": "tab:orange"}
 CALIBRATION_BINS = 10
 
 
-def roc_figure(labels: np.ndarray, scores: Mapping[str, np.ndarray]) -> Figure:
-    """ROC curves of A and B with their AUCs, and the chance diagonal."""
+def _curve_figure(display, labels: np.ndarray, scores: Mapping[str, np.ndarray], *, title: str) -> Figure:
+    """A and B on one sklearn curve display (ROC or precision-recall), chance level drawn once."""
     fig = Figure(figsize=(5.5, 5))
     ax = fig.subplots()
     for index, (policy, values) in enumerate(scores.items()):
-        RocCurveDisplay.from_predictions(
+        display.from_predictions(
             labels,
             values,
             name=f"policy {policy}",
@@ -34,27 +34,19 @@ def roc_figure(labels: np.ndarray, scores: Mapping[str, np.ndarray]) -> Figure:
             curve_kwargs={"color": POLICY_COLORS.get(policy)},
             plot_chance_level=index == len(scores) - 1,
         )
-    ax.set_title("ROC curve (test rows)")
+    ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def roc_figure(labels: np.ndarray, scores: Mapping[str, np.ndarray]) -> Figure:
+    """ROC curves of A and B with their AUCs, and the chance diagonal."""
+    return _curve_figure(RocCurveDisplay, labels, scores, title="ROC curve (test rows)")
 
 
 def precision_recall_figure(labels: np.ndarray, scores: Mapping[str, np.ndarray]) -> Figure:
     """Precision-recall curves of A and B with their average precision, and the positive rate as chance."""
-    fig = Figure(figsize=(5.5, 5))
-    ax = fig.subplots()
-    for index, (policy, values) in enumerate(scores.items()):
-        PrecisionRecallDisplay.from_predictions(
-            labels,
-            values,
-            name=f"policy {policy}",
-            ax=ax,
-            curve_kwargs={"color": POLICY_COLORS.get(policy)},
-            plot_chance_level=index == len(scores) - 1,
-        )
-    ax.set_title("Precision-recall curve (test rows)")
-    fig.tight_layout()
-    return fig
+    return _curve_figure(PrecisionRecallDisplay, labels, scores, title="Precision-recall curve (test rows)")
 
 
 def calibration_figure(labels: np.ndarray, scores: Mapping[str, np.ndarray]) -> Figure:
