@@ -7,7 +7,6 @@ session fixture (tests/fixtures_data.py) and return the training run id; the log
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -15,16 +14,11 @@ import mlflow
 import pytest
 
 from steps.config import (
-    FEATURE_DEFAULTS_FILE,
-    FEATURE_TABLES_DIR,
-    ITEM_FEATURES_FILE,
-    ITEMS_FILE,
-    PROCESSED_DIR,
     STEP_TAG,
-    USER_FEATURES_FILE,
-    USERS_FILE,
 )
 from steps.features import build_features
+from steps.movielens import MovieLensTables
+from steps.prepare import write_prepared
 from tests.fixtures_features import synthetic_splits, synthetic_tables
 
 # Small enough for seconds per fit, large enough that LightGBM early-stops on a real signal.
@@ -51,18 +45,14 @@ def log_synthetic_prepare_run(
                 "seed": seed,
             }
         )
-        processed = Path(tmp, PROCESSED_DIR)
-        features = Path(tmp, FEATURE_TABLES_DIR)
-        processed.mkdir()
-        features.mkdir()
-        for name, frame in tables.splits.items():
-            frame.to_parquet(processed / f"{name}.parquet")
-        users.to_parquet(processed / USERS_FILE)
-        items.to_parquet(processed / ITEMS_FILE)
-        tables.user_features.to_parquet(features / USER_FEATURES_FILE)
-        tables.item_features.to_parquet(features / ITEM_FEATURES_FILE)
-        (features / FEATURE_DEFAULTS_FILE).write_text(json.dumps(tables.defaults))
-        mlflow.log_artifacts(tmp)
+        # The real step's writer, so this stand-in cannot drift from the artifact layout prepare produces.
+        out = write_prepared(
+            Path(tmp, "out"),
+            tables=MovieLensTables(dataset, interactions, users, items),
+            features=tables,
+            profile={},
+        )
+        mlflow.log_artifacts(str(out))
     return run.info.run_id
 
 

@@ -28,15 +28,13 @@ from sklearn.preprocessing import StandardScaler
 from ab_router.schema import LABEL, to_feature_frame
 from steps.config import (
     FEATURE_DEFAULTS_FILE,
-    FEATURE_TABLES_DIR,
     ITEM_FEATURES_FILE,
-    ITEMS_FILE,
-    PROCESSED_DIR,
     STEP_TAG,
     USER_FEATURES_FILE,
-    USERS_FILE,
 )
 from steps.features import FeatureTables, build_features
+from steps.movielens import MovieLensTables
+from steps.prepare import write_prepared
 from tests.fixtures_features import synthetic_splits, synthetic_tables
 
 # SimpleImputer keeps a numpy dtype, which skops (mlflow.sklearn's format in 3.17) refuses unless trusted.
@@ -102,17 +100,19 @@ def write_feature_tables(tables: FeatureTables, directory: Path) -> Path:
 def log_handmade_prepare(seed: int = 0) -> str:
     """A prepare run with the real artifact layout (processed/, features/) and dataset inputs; returns its id."""
     tables, users, items = handmade_tables(seed)
+    interactions = pd.concat(list(tables.splits.values()), ignore_index=True)
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_name="handmade-prepare") as prepare:
         mlflow.set_tag(STEP_TAG, "prepare")
-        processed = Path(tmp) / PROCESSED_DIR
-        processed.mkdir()
         for name, frame in tables.splits.items():
-            frame.to_parquet(processed / f"{name}.parquet")
             mlflow.log_input(mlflow.data.from_pandas(frame, name=name), context=name)
-        users.to_parquet(processed / USERS_FILE)
-        items.to_parquet(processed / ITEMS_FILE)
-        mlflow.log_artifacts(str(processed), PROCESSED_DIR)
-        mlflow.log_artifacts(str(write_feature_tables(tables, Path(tmp) / FEATURE_TABLES_DIR)), FEATURE_TABLES_DIR)
+        # The real step's writer, so this stand-in cannot drift from the artifact layout prepare produces.
+        out = write_prepared(
+            Path(tmp, "out"),
+            tables=MovieLensTables("ml-100k", interactions, users, items),
+            features=tables,
+            profile={},
+        )
+        mlflow.log_artifacts(str(out))
     return prepare.info.run_id
 
 
