@@ -6,6 +6,7 @@ ratio to a baseline measured in the same run, so numbers from different machines
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import shutil
@@ -219,3 +220,40 @@ def rerun_in_snapshot(module: str, argv: Sequence[str], *, code: str) -> int | N
 def code_description() -> str:
     """Which code a benchmark measured, for the header above its tables."""
     return os.environ.get(SNAPSHOT_ENV) or f"working tree at {git_head()}"
+
+
+def start_benchmark_process(module: str, argv: Sequence[str] | None, *, code: str | None) -> bool:
+    """Common start of a benchmark's ``main``; True when the work already ran in a snapshot child.
+
+    With ``code`` set, the benchmark re-runs itself from a frozen copy of the project (see
+    :func:`rerun_in_snapshot`); a failing child exits this process with its code. Otherwise (or in the child) it
+    sets up logging and drops MLflow variables a caller's shell may have left: a leftover experiment or run would
+    redirect or break the benchmark's own `mlflow run` children.
+    """
+    if code is not None:
+        exit_code = rerun_in_snapshot(module, list(sys.argv[1:] if argv is None else argv), code=code)
+        if exit_code is not None:
+            if exit_code:
+                raise SystemExit(exit_code)
+            return True
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
+        os.environ.pop(name, None)
+    return False
+
+
+def use_fresh_store(root: Path, experiment: str) -> str:
+    """Point this process and its children (servers included) at a new SQLite store under ``root``.
+
+    Returns the id of a new experiment whose artifacts live under ``root`` too, never in ./mlruns.
+    """
+    import mlflow  # here, not at module top: the table-only helpers stay importable without it
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_REGISTRY_URI"] = uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    experiment_id = mlflow.MlflowClient().create_experiment(experiment, artifact_location=(root / "art").as_uri())
+    os.environ["MLFLOW_EXPERIMENT_ID"] = experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id

@@ -43,6 +43,7 @@ from benchmarks.harness import (
     run_measured,
     scaling_exponent,
     snapshot_project,
+    start_benchmark_process,
 )
 from steps.synthetic import REAL_SIZES, write_synthetic_zip
 
@@ -295,10 +296,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--code", choices=("head", "worktree"), default="head", help="which code to snapshot")
     parser.add_argument("--workdir", type=Path, default=None, help="keep stores and data here (default: temp)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # A leftover experiment or run from the caller's shell would redirect or break the `mlflow run` children.
-    for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
-        os.environ.pop(name, None)
+    start_benchmark_process("benchmarks.pipeline", argv, code=None)
     steps = list(STEPS[: STEPS.index(args.until) + 1])
     load_before = load_line()
     measured_code = f"{args.code} of {git_head()}"  # now: the checkout may move on while the benchmark runs

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import statistics
 import tempfile
 import time
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 import requests
 
-from benchmarks.harness import machine_line, markdown_table
+from benchmarks.harness import machine_line, markdown_table, use_fresh_store
 from steps.serving import request_body, served_model
 
 log = logging.getLogger("benchmarks.serve_latency")
@@ -38,15 +37,7 @@ def build_router(root: Path) -> None:
     from steps import prepare, register, router, train_a, train_b
     from steps.synthetic import write_synthetic_zip
 
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    os.environ["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_REGISTRY_URI"] = uri
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    experiment = mlflow.MlflowClient().create_experiment(
-        "serve-latency", artifact_location=(root / "art").as_uri()
-    )
-    os.environ["MLFLOW_EXPERIMENT_ID"] = experiment
-    mlflow.set_experiment(experiment_id=experiment)
+    use_fresh_store(root, "serve-latency")
     data = write_synthetic_zip(
         root / "ml-100k.zip", layout="ml-100k", n_users=943, n_items=1682, n_ratings=100_000, seed=0
     )

@@ -29,7 +29,6 @@ import json
 import logging
 import math
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -52,8 +51,9 @@ from benchmarks.harness import (
     median,
     percentile,
     process_tree,
-    rerun_in_snapshot,
     rss_mb,
+    start_benchmark_process,
+    use_fresh_store,
 )
 from steps.experiment import resolve_router
 from steps.lineage import load_prepared
@@ -80,15 +80,7 @@ def build_models(root: Path, *, zip_path: str) -> None:
     from steps import evaluate, prepare, register, router, train_a, train_b
     from steps.synthetic import write_synthetic_zip
 
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    os.environ["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_REGISTRY_URI"] = uri
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    experiment = mlflow.MlflowClient().create_experiment(
-        "bench-serving", artifact_location=(root / "art").as_uri()
-    )
-    os.environ["MLFLOW_EXPERIMENT_ID"] = experiment
-    mlflow.set_experiment(experiment_id=experiment)
+    use_fresh_store(root, "bench-serving")
     if not zip_path:
         zip_path = str(
             write_synthetic_zip(
@@ -396,14 +388,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--code", choices=("head", "worktree"), default="head", help="which code to snapshot")
     args = parser.parse_args(argv)
-    exit_code = rerun_in_snapshot("benchmarks.serving", sys.argv[1:] if argv is None else argv, code=args.code)
-    if exit_code is not None:
-        if exit_code:
-            raise SystemExit(exit_code)
+    if start_benchmark_process("benchmarks.serving", argv, code=args.code):
         return ""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
-        os.environ.pop(name, None)
     load_before = load_line()
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         if args.tracking_uri:

@@ -41,8 +41,8 @@ from benchmarks.harness import (
     machine_line,
     markdown_table,
     median,
-    rerun_in_snapshot,
     run_measured,
+    start_benchmark_process,
 )
 from benchmarks.pipeline import SIZES, DataSize, Store, data_params, mlflow_run, new_store, parse_sizes
 from steps import train_b
@@ -183,16 +183,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--zip", default=os.environ.get("ABTEST_ML100K_ZIP", ""), help="original ml-100k.zip")
     parser.add_argument("--code", choices=("head", "worktree"), default="head", help="which code to snapshot")
     args = parser.parse_args(argv)
-    exit_code = rerun_in_snapshot(
-        "benchmarks.training_overhead", sys.argv[1:] if argv is None else argv, code=args.code
-    )
-    if exit_code is not None:
-        if exit_code:
-            raise SystemExit(exit_code)
+    if start_benchmark_process("benchmarks.training_overhead", argv, code=args.code):
         return ""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
-        os.environ.pop(name, None)
     load_before = load_line()
     results: dict[str, SizeResult] = {}
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
