@@ -70,17 +70,32 @@ GENRE_COLUMNS: tuple[str, ...] = tuple(genre_column(g) for g in GENRES)
 
 Dtype = Literal["long", "double"]
 Source = Literal["user", "item", "pair"]
+Direction = Literal[-1, 0, 1]
 
 
 @dataclass(frozen=True)
 class Feature:
-    """One model input column: where it is looked up and how it is typed."""
+    """One model input column: where it is looked up and how it is typed.
+
+    ``monotone`` is the direction a higher value must move P(like) when every other feature is held fixed
+    (+1 up, -1 down, 0 free). It is declared only for the collaborative scores whose meaning fixes the sign
+    (a higher predicted rating, positive rate or similarity to liked items can never make a like less likely);
+    policy B constrains its trees to it, which keeps the boosted model from fitting noise in the thin regions
+    of those scores. Logistic regression needs no such constraint: its coefficients are one sign per feature.
+    """
 
     name: str
     dtype: Dtype
     source: Source
     categorical: bool = False
     description: str = ""
+    monotone: Direction = 0
+
+    def __post_init__(self) -> None:
+        if self.monotone not in (-1, 0, 1):
+            raise ValueError(f"feature {self.name!r}: monotone must be -1, 0 or 1, got {self.monotone!r}")
+        if self.monotone and (self.categorical or self.dtype != "double"):
+            raise ValueError(f"feature {self.name!r}: only numeric (double) features can be monotone")
 
 
 FEATURES: tuple[Feature, ...] = (
@@ -94,27 +109,44 @@ FEATURES: tuple[Feature, ...] = (
     *(Feature(c, "long", "item", description="genre flag") for c in GENRE_COLUMNS),
     # history, from the training split only (out-of-fold for training rows)
     Feature("user_count", "double", "user", description="log1p of the user's training ratings"),
-    Feature("user_pos_rate", "double", "user", description="smoothed share of positives"),
-    Feature("user_mean_rating", "double", "user", description="smoothed mean rating"),
+    Feature("user_pos_rate", "double", "user", description="smoothed share of positives", monotone=1),
+    Feature("user_mean_rating", "double", "user", description="smoothed mean rating", monotone=1),
     Feature("user_rating_std", "double", "user", description="smoothed standard deviation of the ratings"),
     Feature("item_count", "double", "item", description="log1p of the item's training ratings"),
-    Feature("item_pos_rate", "double", "item", description="smoothed share of positives"),
-    Feature("item_mean_rating", "double", "item", description="smoothed mean rating"),
+    Feature("item_pos_rate", "double", "item", description="smoothed share of positives", monotone=1),
+    Feature("item_mean_rating", "double", "item", description="smoothed mean rating", monotone=1),
     Feature("item_rating_std", "double", "item", description="smoothed standard deviation of the ratings"),
-    Feature("user_genre_affinity", "double", "pair", description="user's genre taste · item genres"),
-    Feature("mf_score", "double", "pair", description="rating predicted by biased matrix factorisation"),
-    Feature("mf_interaction", "double", "pair", description="mf_score's user × item term, without the biases"),
+    Feature("user_genre_affinity", "double", "pair", description="user's genre taste · item genres", monotone=1),
     Feature(
-        "liked_similarity", "double", "pair", description="item's latent similarity to the user's liked items"
+        "mf_score", "double", "pair", description="rating predicted by biased matrix factorisation", monotone=1
+    ),
+    Feature(
+        "mf_interaction",
+        "double",
+        "pair",
+        description="mf_score's user × item term, without the biases",
+        monotone=1,
+    ),
+    Feature(
+        "liked_similarity",
+        "double",
+        "pair",
+        description="item's latent similarity to the user's liked items",
+        monotone=1,
     ),
     Feature(
         "disliked_similarity",
         "double",
         "pair",
         description="item's latent similarity to the user's disliked items",
+        monotone=-1,
     ),
     Feature(
-        "item_segment_pos_rate", "double", "pair", description="item's positive rate in the user's gender×age"
+        "item_segment_pos_rate",
+        "double",
+        "pair",
+        description="item's positive rate in the user's gender×age",
+        monotone=1,
     ),
 )
 
@@ -126,6 +158,8 @@ NUMERIC_FEATURES: tuple[str, ...] = tuple(
 USER_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.source == "user")
 ITEM_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.source == "item")
 PAIR_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.source == "pair")
+# Policy B's monotone constraint per feature, in FEATURE_COLUMNS order (LightGBM's `monotone_constraints`).
+MONOTONE_CONSTRAINTS: tuple[int, ...] = tuple(f.monotone for f in FEATURES)
 
 # Lookup-table columns that are not model inputs: the user's side of pair features. A pair feature is computed
 # from a user vector and an item vector, because the served router only knows user_id and item_id.

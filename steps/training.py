@@ -151,6 +151,8 @@ def log_feature_list() -> None:
             "categorical": list(schema.CATEGORICAL_FEATURES),
             "genre": list(schema.GENRE_COLUMNS),
             "dtypes": {f.name: f.dtype for f in schema.FEATURES},
+            # the directions policy B is constrained to with monotone=schema (+1 up, -1 down)
+            "monotone": {f.name: f.monotone for f in schema.FEATURES if f.monotone},
         },
         "features.json",
     )

@@ -169,6 +169,28 @@ def test_policy_b_uses_native_categoricals_and_the_given_num_leaves(train: pd.Da
     assert f"[categorical_feature: {','.join(map(str, categorical))}]" in booster.model_to_string()
 
 
+def test_policy_b_keeps_the_schema_monotone_directions(train: pd.DataFrame) -> None:
+    # Plant the opposite of the declared direction: a high mf_score makes a like LESS likely. Constrained, the
+    # trees may not follow it (scores never fall as mf_score rises); unconstrained, they do.
+    assert dict(zip(schema.FEATURE_COLUMNS, schema.MONOTONE_CONSTRAINTS, strict=True))["mf_score"] == 1
+    rng = np.random.default_rng(5)
+    frame = train.assign(label=(rng.random(len(train)) < 1 / (1 + np.exp(2.0 * train["mf_score"]))).astype(int))
+    grid = pd.concat([frame.head(1)] * 21, ignore_index=True).assign(mf_score=np.linspace(-2.5, 2.5, 21))
+    scores = {}
+    for monotone in ("schema", "none"):
+        params = lightgbm_params(monotone=monotone, early_stopping_rounds="0", n_estimators="60")
+        booster = policies.fit_lightgbm(frame, None, params=params).booster
+        assert ("monotone_constraints" in booster.params) == (monotone == "schema")
+        scores[monotone] = policies.predict_lightgbm(booster, grid)
+    assert np.all(np.diff(scores["schema"]) >= -1e-12)
+    assert scores["none"][0] - scores["none"][-1] > 0.4  # the free model learnt the planted decrease
+
+
+def test_policy_b_rejects_an_unknown_monotone_choice() -> None:
+    with pytest.raises(ValueError, match=r"monotone must be one of \['schema', 'none'\], got 'yes'"):
+        lightgbm_params(monotone="yes")
+
+
 def test_policy_b_is_deterministic(train: pd.DataFrame, val: pd.DataFrame) -> None:
     first = policies.fit_lightgbm(train, val, params=lightgbm_params())
     second = policies.fit_lightgbm(train, val, params=lightgbm_params())

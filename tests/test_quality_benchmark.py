@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.quality import QualityRow, bar_failures, policy_params
+from benchmarks.quality import QualityRow, bar_failures, policy_params, seed_summary, with_seed
 from steps.cli import parameter_defaults
 
 
-def _row(split: str, a_auc: float, b_auc: float) -> QualityRow:
-    return QualityRow(split, 100, 10, a_auc, b_auc, 0.5, 0.5, 1.0, 1.0, 1.0)
+def _row(split: str, a_auc: float, b_auc: float, seed: int = 42) -> QualityRow:
+    return QualityRow(split, seed, 100, 10, a_auc, b_auc, 0.5, 0.5, 1.0, 1.0, 1.0)
 
 
 def test_the_bar_needs_b_above_a_everywhere_and_autoint_b_at_least_087() -> None:
@@ -25,3 +25,17 @@ def test_policy_params_are_mlproject_defaults_with_the_prepare_seed_and_override
     assert a["seed"] == b["seed"] == prepare["seed"]
     with pytest.raises(ValueError, match=r"unknown parameters \['leaves'\]"):
         policy_params({"leaves": "3"})
+
+
+def test_seed_summary_counts_wins_and_margins_per_split() -> None:
+    rows = [_row("random", 0.80, 0.803, 1), _row("temporal", 0.70, 0.69, 1), _row("random", 0.81, 0.809, 2)]
+    assert seed_summary(rows) == [
+        ["random", 2, "1/2", "+0.0010", "-0.0010", "+0.0030"],
+        ["temporal", 1, "0/1", "-0.0100", "-0.0100", "-0.0100"],
+    ]
+
+
+def test_with_seed_sets_the_seed_of_every_stage() -> None:
+    prepare, a, b = with_seed(*policy_params({}), 7)
+    assert prepare["seed"] == a["seed"] == b["seed"] == "7"
+    assert b["num_leaves"] == parameter_defaults("train_b")["num_leaves"]
