@@ -36,8 +36,9 @@ from threadpoolctl import ThreadpoolController
 
 from ab_router.assignment import ARMS, AssignmentConfig, assign_arms, check_split
 from ab_router.features import FeatureLookup
+from ab_router.linear import fast_scorer, probe_rows
 from ab_router.policy import Predictor, positive_scores
-from ab_router.schema import ITEM_ID, ROUTER_OUTPUT_COLUMNS, USER_ID, to_feature_frame
+from ab_router.schema import ITEM_ID, ROUTER_OUTPUT_COLUMNS, USER_ID, feature_dtypes, to_feature_frame
 
 log = logging.getLogger(__name__)
 
@@ -109,20 +110,34 @@ class _NativePredictor:
     predict: Callable[[pd.DataFrame], Any]
 
 
-def native_scorer(model: mlflow.pyfunc.PyFuncModel) -> Predictor:
+def native_scorer(model: mlflow.pyfunc.PyFuncModel, probe: pd.DataFrame | None = None) -> Predictor:
     """The policy's native model when its flavor is known, else the pyfunc model itself.
 
     The router hands each policy a frame that ``to_feature_frame`` already typed to the schema, so the policy's
     pyfunc schema enforcement would only repeat that check: it was most of a single-row LightGBM call (~3.6 of
-    4.2 ms). Calling the native model skips it; an unknown flavor keeps the pyfunc path.
+    4.2 ms). Calling the native model skips it; an unknown flavor keeps the pyfunc path. A scikit-learn
+    pipeline is compiled to numpy (``ab_router.linear``) when it reproduces ``predict_proba`` on ``probe``.
     """
     flavors = model.metadata.flavors
     raw = model.get_raw_model()
     if "lightgbm" in flavors and hasattr(raw, "predict") and not hasattr(raw, "predict_proba"):
         return _NativePredictor(raw.predict)  # a Booster: predict is P(positive)
     if "sklearn" in flavors and hasattr(raw, "predict_proba"):
-        return _NativePredictor(raw.predict_proba)
+        if probe is None:
+            return _NativePredictor(raw.predict_proba)
+        return _NativePredictor(fast_scorer(raw, probe))
     return model
+
+
+def probe_features(lookup: FeatureLookup, user_ids: np.ndarray, item_ids: np.ndarray) -> pd.DataFrame:
+    """Typed feature rows to check a compiled policy against its own model: known pairs, an unknown one, and
+    the same rows with missing numbers and unknown codes (``ab_router.linear.probe_rows``)."""
+    pairs = pd.DataFrame(
+        {USER_ID: [*user_ids[:4].tolist(), -1], ITEM_ID: [*item_ids[:4].tolist(), -1]}, dtype=np.int64
+    )
+    example = to_feature_frame(lookup.assemble(pairs))
+    integer = [c for c, dtype in feature_dtypes().items() if dtype is np.int64]
+    return to_feature_frame(probe_rows(example, integer))
 
 
 class ABRouterModel(mlflow.pyfunc.PythonModel):
@@ -145,13 +160,17 @@ class ABRouterModel(mlflow.pyfunc.PythonModel):
         artifacts = context.artifacts
         self.threads = ThreadpoolController()
         self.policies = {arm: mlflow.pyfunc.load_model(artifacts[key]) for arm, key in POLICY_ARTIFACTS.items()}
-        self.scorers = {arm: native_scorer(model) for arm, model in self.policies.items()}
+        user_table = pd.read_parquet(artifacts[USER_FEATURES_ARTIFACT])
+        item_table = pd.read_parquet(artifacts[ITEM_FEATURES_ARTIFACT])
         # Indexed once here, so a request pays only for the gather (10,000 rows in milliseconds).
         self.features = FeatureLookup(
-            pd.read_parquet(artifacts[USER_FEATURES_ARTIFACT]),
-            pd.read_parquet(artifacts[ITEM_FEATURES_ARTIFACT]),
-            json.loads(Path(artifacts[FEATURE_DEFAULTS_ARTIFACT]).read_text()),
+            user_table, item_table, json.loads(Path(artifacts[FEATURE_DEFAULTS_ARTIFACT]).read_text())
         )
+        user_ids, item_ids = (
+            table[key].to_numpy(np.int64) for table, key in ((user_table, USER_ID), (item_table, ITEM_ID))
+        )
+        probe = probe_features(self.features, user_ids, item_ids)
+        self.scorers = {arm: native_scorer(model, probe) for arm, model in self.policies.items()}
         log.info("router loaded: %s, arms %s", self.assignment, self.arms)
 
     def _resolve_params(self, params: Mapping[str, Any] | None) -> tuple[AssignmentConfig, str]:
