@@ -3,7 +3,8 @@
 Inputs (by lineage): ``train_a_run`` / ``train_b_run`` (training run ids; "" = latest FINISHED run of that step) or
 ``policy_a_uri`` / ``policy_b_uri`` (``models:/movielens_ctr_ab@PolicyA``, ...); both policies must come from one
 prepare run (``prepare_run`` "" = the one they name), whose test split is scored by both models in the same order.
-Parameters: ``alpha``, ``n_bootstrap``, ``k``, ``cv_folds`` (0 or 1 = no cross-validation), ``seed``.
+Parameters: ``alpha``, ``n_bootstrap``, ``k``, ``cv_folds`` (0 or 1 = no cross-validation), ``cv_jobs``
+(processes for the folds, 0 = one per available core; results do not depend on it), ``seed``.
 
 Outputs (the evaluate run): metrics ``a.*``, ``b.*``, ``diff.*`` (B − A with user-clustered bootstrap intervals),
 ``delong.*``, ``decision.*`` and ``cv.*``; tags ``abtest.decision`` ("B wins" / "A wins" / "no significant
@@ -14,6 +15,7 @@ difference"), ``abtest.winner``, ``abtest.decision_reason`` and the resolved lin
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -54,6 +56,7 @@ def run_cross_validation(
     cv_folds: int,
     seed: int,
     k: int,
+    cv_jobs: int = 1,
 ) -> CrossValidationResult | None:
     """K-fold refits of both policies on train ∪ val with their training runs' parameters (None if disabled)."""
     if cv_folds <= 1:
@@ -71,6 +74,7 @@ def run_cross_validation(
         metrics=all_metrics(k),
         build_features=features.build_features,
         fit_policy=policies.fit_policy,
+        n_jobs=cv_jobs,
     )
 
 
@@ -84,11 +88,19 @@ def _log_tables(result: EvaluationResult, cross_validation: CrossValidationResul
         mlflow.log_text(cross_validation.summary.to_csv(index=False), f"{ARTIFACT_DIR}/cv_summary.csv")
 
 
+def cross_validation_jobs(requested: int) -> int:
+    """Worker processes for the folds: ``requested``, or one per core this process may run on when 0."""
+    if requested < 0:
+        raise ValueError(f"cv_jobs must be >= 0 (0 = one per available core), got {requested}")
+    return requested or len(os.sched_getaffinity(0))
+
+
 def main(argv: Sequence[str] | None = None) -> str:
     """Compare A and B, log metrics, tags, tables and the HTML report; returns the evaluate run's id."""
     params = parse_params("evaluate", argv, description=__doc__)
     configure_logging()
     config = EvaluationConfig(alpha=params.alpha, n_bootstrap=params.n_bootstrap, k=params.k, seed=params.seed)
+    cv_jobs = cross_validation_jobs(params.cv_jobs)  # checked before a run exists
     started = time.perf_counter()
     with step_run("evaluate") as run:
         sources = {
@@ -103,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> str:
                 "train_b_run": sources["B"].training_run,
                 "policy_a_uri": sources["A"].model_uri,
                 "policy_b_uri": sources["B"].model_uri,
+                "cv_jobs": cv_jobs,
             }
         )
         mlflow.set_tags({"abtest.prepare_run": prepare_run})
@@ -123,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> str:
             cv_folds=params.cv_folds,
             seed=params.seed,
             k=params.k,
+            cv_jobs=cv_jobs,
         )
         cv_seconds = time.perf_counter() - cv_started
         result = evaluate_policies(

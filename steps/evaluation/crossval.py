@@ -6,12 +6,18 @@ the training part is kept aside for policy B's early stopping (as ``train_b`` us
 policies are refit through ``steps.policies.fit_policy`` and scored on the held-out fold. The paired per-fold
 differences are tested with the Nadeau-Bengio corrected resampled t-test, because fold results share training
 rows and the plain paired t-test is too confident.
+
+Folds are independent given the seed, so ``n_jobs > 1`` fits them in that many fresh (spawned) processes, each
+held to one BLAS/OpenMP thread: on the 2-core machines this project targets the cross-validation is most of the
+evaluate step, and the results are identical to a sequential run.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn.model_selection import KFold, train_test_split
+from threadpoolctl import threadpool_limits
 
 from ab_router.schema import FEATURE_COLUMNS
 from steps.evaluation.metrics import EvalRows, higher_is_better, point_metrics, policy_statistics
@@ -57,6 +64,54 @@ def corrected_paired_t_test(differences: np.ndarray, *, test_train_ratio: float)
     return float(t), float(2.0 * stats.t.sf(abs(t), df=k - 1))
 
 
+@dataclass(frozen=True)
+class _Fold:
+    """Everything one fold needs, picklable so a worker process can run it."""
+
+    fold: int
+    fit_part: pd.DataFrame
+    held_out: pd.DataFrame
+    users: pd.DataFrame
+    items: pd.DataFrame
+    params: Mapping[str, Mapping[str, Any]]  # policy -> its training run's parameters
+    seed: int
+    k: int
+    metrics: tuple[str, ...]
+    build_features: FeatureBuilder
+    fit_policy: PolicyFitter
+    single_thread: bool
+
+
+def _run_fold(task: _Fold) -> list[dict[str, Any]]:
+    """Rebuild the features from the fold's training part, refit both policies, score the held-out rows."""
+    limits = threadpool_limits(limits=1) if task.single_thread else None
+    try:
+        inner_train, inner_val = train_test_split(
+            task.fit_part, test_size=EARLY_STOPPING_SHARE, random_state=task.seed + task.fold, shuffle=True
+        )
+        tables = task.build_features(
+            {
+                "train": inner_train.reset_index(drop=True),
+                "val": inner_val.reset_index(drop=True),
+                "test": task.held_out,
+            },
+            task.users,
+            task.items,
+            seed=task.seed,
+        )
+        train, val, test = (tables.splits[s] for s in ("train", "val", "test"))
+        rows = EvalRows.from_frame(test)
+        records = []
+        for policy in ("A", "B"):
+            fitted = task.fit_policy(policy, train, val, params=task.params[policy])
+            values = point_metrics(policy_statistics(rows, fitted.predict(test), k=task.k), task.metrics)
+            records += [{"fold": task.fold, "policy": policy, "metric": m, "value": v} for m, v in values.items()]
+        return records
+    finally:
+        if limits is not None:
+            limits.restore_original_limits()
+
+
 def cross_validate(
     data: pd.DataFrame,
     users: pd.DataFrame,
@@ -70,11 +125,13 @@ def cross_validate(
     metrics: Sequence[str],
     build_features: FeatureBuilder,
     fit_policy: PolicyFitter,
+    n_jobs: int = 1,
 ) -> CrossValidationResult:
     """Refit A and B on ``n_folds`` folds of ``data`` (interaction columns + label) and score each held-out fold.
 
     ``build_features`` and ``fit_policy`` are passed in (the real ones are ``steps.features.build_features`` and
-    ``steps.policies.fit_policy``) so this module stays importable and testable on its own.
+    ``steps.policies.fit_policy``) so this module stays importable and testable on its own; with ``n_jobs > 1``
+    they must be picklable (module-level functions).
     """
     if n_folds < 2:
         raise ValueError(f"cross-validation needs n_folds >= 2, got {n_folds} (0 or 1 disables it upstream)")
@@ -82,31 +139,46 @@ def cross_validate(
         raise ValueError(
             f"cross-validation needs at least {10 * n_folds} rows for {n_folds} folds, got {len(data)}"
         )
+    if n_jobs < 1:
+        raise ValueError(f"n_jobs must be >= 1, got {n_jobs}")
     raw = data.drop(columns=[c for c in FEATURE_COLUMNS if c in data.columns]).reset_index(drop=True)
-    folds = KFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    records = []
-    for fold, (fit_rows, held_rows) in enumerate(folds.split(raw)):
-        fit_part, held_out = raw.iloc[fit_rows], raw.iloc[held_rows].reset_index(drop=True)
-        inner_train, inner_val = train_test_split(
-            fit_part, test_size=EARLY_STOPPING_SHARE, random_state=seed + fold, shuffle=True
-        )
-        tables = build_features(
-            {
-                "train": inner_train.reset_index(drop=True),
-                "val": inner_val.reset_index(drop=True),
-                "test": held_out,
-            },
-            users,
-            items,
+    workers = min(n_jobs, n_folds)
+    tasks = [
+        _Fold(
+            fold=fold,
+            fit_part=raw.iloc[fit_rows],
+            held_out=raw.iloc[held_rows].reset_index(drop=True),
+            users=users,
+            items=items,
+            params={"A": dict(params_a), "B": dict(params_b)},
             seed=seed,
+            k=k,
+            metrics=tuple(metrics),
+            build_features=build_features,
+            fit_policy=fit_policy,
+            single_thread=workers > 1,
         )
-        train, val, test = (tables.splits[s] for s in ("train", "val", "test"))
-        rows = EvalRows.from_frame(test)
-        for policy, params in (("A", params_a), ("B", params_b)):
-            fitted = fit_policy(policy, train, val, params=params)
-            values = point_metrics(policy_statistics(rows, fitted.predict(test), k=k), metrics)
-            records += [{"fold": fold, "policy": policy, "metric": m, "value": v} for m, v in values.items()]
-        log.info("cross-validation fold %d/%d done (%d held-out rows)", fold + 1, n_folds, len(test))
+        for fold, (fit_rows, held_rows) in enumerate(
+            KFold(n_splits=n_folds, shuffle=True, random_state=seed).split(raw)
+        )
+    ]
+    records = []
+    if workers == 1:
+        results = map(_run_fold, tasks)
+        executor = None
+    else:
+        # Spawned, not forked: the parent holds MLflow's and OpenMP's threads, which a fork would copy mid-state.
+        executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        results = executor.map(_run_fold, tasks)
+    try:
+        for task, fold_records in zip(tasks, results, strict=True):
+            records += fold_records
+            log.info(
+                "cross-validation fold %d/%d done (%d held-out rows)", task.fold + 1, n_folds, len(task.held_out)
+            )
+    finally:
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
     per_fold = pd.DataFrame.from_records(records)
     return CrossValidationResult(
         folds=per_fold, summary=summarise_folds(per_fold, metrics, test_train_ratio=1.0 / (n_folds - 1))
