@@ -104,6 +104,7 @@ class ExperimentReadout:
                 "sequential_tuning": self.config.sequential_tuning,
             },
             "decision": self.decision,
+            "decision_analysis": "cuped" if decision_lift(self) is self.cuped else "unadjusted",
             "warnings": list(self.warnings),
             "lift": self.lift.to_dict(),
             "cuped_lift": self.cuped.to_dict(),
@@ -278,6 +279,25 @@ def analyse(
     return ExperimentReadout(**{**readout.__dict__, "decision": decision_sentence(readout)})
 
 
+def decision_lift(readout: ExperimentReadout) -> LiftResult:
+    """The analysis the decision rests on: CUPED, unless it made the lift's variance larger (or gave no estimate).
+
+    CUPED's theta is estimated from the same few users it adjusts; with small arms or a covariate unrelated to
+    clicks that estimate can be noisy enough to widen the interval instead of narrowing it. The choice looks
+    only at the variances, never at the effect, so it does not favour either arm.
+    """
+    cuped, unadjusted = readout.cuped, readout.lift
+    if unadjusted.absolute is not None and (cuped.absolute is None or cuped.variance_reduction < 0):
+        return unadjusted
+    return cuped
+
+
+def variance_change_text(variance_reduction: float) -> str:
+    """CUPED's effect on the lift's variance as a signed share: reduction 0.12 -> "-12%", -0.95 -> "+95%"."""
+    change = -variance_reduction
+    return "+0%" if round(abs(change), 2) == 0 else f"{change:+.0%}"
+
+
 def decision_sentence(readout: ExperimentReadout) -> str:
     """One sentence a product owner can act on, with the evidence that decides it."""
     if readout.srm.flagged:
@@ -286,15 +306,22 @@ def decision_sentence(readout: ExperimentReadout) -> str:
             f"B {readout.srm.observed[1]}, p = {readout.srm.p_value:.2g} < {readout.config.srm_threshold:g}); "
             "fix assignment or logging and rerun."
         )
-    result = readout.cuped
+    result = decision_lift(readout)
     if result.absolute is None:
         return f"No decision possible: {result.message}."
     estimate = result.absolute
     level = f"{1 - readout.config.alpha:.0%}"
     relative = f" ({result.relative.effect:+.1%} relative)" if result.relative is not None else ""
+    change = variance_change_text(readout.cuped.variance_reduction)
+    if result is readout.cuped:
+        method = f"CUPED, variance {change}"
+    elif readout.cuped.absolute is None:
+        method = f"unadjusted delta method: CUPED gave no estimate, {readout.cuped.message}"
+    else:
+        method = f"unadjusted delta method: CUPED would have increased the variance by {change[1:]}, so not used"
     evidence = (
         f"CTR lift B - A = {estimate.effect:+.4f}{relative}, {level} CI [{estimate.ci_low:+.4f}, "
-        f"{estimate.ci_high:+.4f}], p = {estimate.p_value:.3g} (CUPED, variance -{result.variance_reduction:.0%})"
+        f"{estimate.ci_high:+.4f}], p = {estimate.p_value:.3g} ({method})"
     )
     stop = (
         f"; the sequential test could have stopped on day {readout.stop_day}"
