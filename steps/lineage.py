@@ -49,7 +49,7 @@ def find_latest_finished_run(
 ) -> Run | None:
     """Latest FINISHED run of ``step`` whose params equal ``params``, compared as strings as MLflow stores them."""
     if experiment_ids is None:
-        experiment_ids = [_current_experiment_id()]
+        experiment_ids = [current_experiment_id()]
     clauses = [f"tags.{STEP_TAG} = {_quote(step)}", "attributes.status = 'FINISHED'"]
     clauses += [f"params.{key} = {_quote(str(value))}" for key, value in params.items()]
     runs = MlflowClient().search_runs(
@@ -61,7 +61,8 @@ def find_latest_finished_run(
     return runs[0] if runs else None
 
 
-def _current_experiment_id() -> str:
+def current_experiment_id() -> str:
+    """The active run's experiment, else the one MLflow would start a run in (MLFLOW_EXPERIMENT_ID/NAME)."""
     active = mlflow.active_run()
     if active is not None:
         return active.info.experiment_id

@@ -2,7 +2,8 @@
 
 Inputs: ``train_a_run`` / ``train_b_run`` (run ids; "" = the latest FINISHED train_a / train_b run of the
 experiment), ``evaluate_run`` (optional; "" = the latest FINISHED evaluate run of those two training runs, if any)
-and ``model_name``.
+and ``model_name``. Refused before any version or alias changes: training runs of different prepare runs, and an
+``evaluate_run`` that evaluated other training runs.
 Outputs: versions of ``model_name`` made from each training run's logged model (its ``abtest.model_uri`` tag),
 tagged with the source run, the policy, the prepare run and its data digest, the training metrics and (with an
 evaluate run) its metrics; aliases ``PolicyA`` / ``PolicyB`` on them. Re-running with the same runs creates no
@@ -22,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from steps import registry
 from steps.cli import configure_logging, parse_params
 from steps.config import STEP_TAG
-from steps.lineage import resolve_upstream_run, step_run
+from steps.lineage import LineageError, current_experiment_id, resolve_upstream_run, step_run
 from steps.training import effective_params, log_resolved_params
 
 log = logging.getLogger(__name__)
@@ -48,16 +49,25 @@ def _prepare_run(client: MlflowClient, training_run: Run) -> Run:
 
 
 def _evaluate_run(client: MlflowClient, run_id: str, training_runs: dict[str, Run]) -> Run | None:
-    if run_id:
-        return client.get_run(resolve_upstream_run("evaluate", run_id, {}, how_to_make="mlflow run . -e evaluate"))
     wanted = {"train_a_run": training_runs["A"].info.run_id, "train_b_run": training_runs["B"].info.run_id}
+    if run_id:
+        run = client.get_run(resolve_upstream_run("evaluate", run_id, {}, how_to_make="mlflow run . -e evaluate"))
+        # An evaluate run started with "" run ids keeps the ids it resolved in abtest.resolved.* tags.
+        used = effective_params(run)
+        if any(used.get(name) != value for name, value in wanted.items()):
+            evaluated = {name: used.get(name, "") for name in wanted}
+            raise LineageError(
+                f"evaluate run {run_id} evaluated {evaluated}, not the training runs being registered {wanted}; "
+                "pass the evaluate run of these training runs, or evaluate_run='' to look it up"
+            )
+        log.info("evaluation tags from evaluate run %s", run_id)
+        return run
     candidates = client.search_runs(
-        [mlflow.active_run().info.experiment_id],
+        [current_experiment_id()],
         filter_string=f"tags.{STEP_TAG} = 'evaluate' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=200,
     )
-    # An evaluate run started with "" run ids keeps the ids it resolved in abtest.resolved.* tags.
     for run in candidates:
         used = effective_params(run)
         if all(used.get(name) == value for name, value in wanted.items()):
@@ -72,16 +82,14 @@ def main(argv: Sequence[str] | None = None) -> str:
     params = parse_params("register", argv, description=__doc__)
     configure_logging()
     client = MlflowClient()
+    # Every lineage check comes before the run opens, so a refused pair creates no version and moves no alias.
+    training_runs = {arm: _training_run(client, arm, getattr(params, f"train_{arm.lower()}_run")) for arm in "AB"}
+    prepare_runs = {arm: _prepare_run(client, r) for arm, r in training_runs.items()}
+    registry.shared_prepare_run(prepare_runs)
+    evaluate_run = _evaluate_run(client, params.evaluate_run, training_runs)
     with step_run("register") as run:
         # `mlflow run` has already logged the raw values; resolved "" defaults become abtest.resolved.* tags.
         log_resolved_params(vars(params))
-        training_runs = {
-            arm: _training_run(client, arm, getattr(params, f"train_{arm.lower()}_run")) for arm in "AB"
-        }
-        prepare_runs = {arm: _prepare_run(client, r) for arm, r in training_runs.items()}
-        if len({r.info.run_id for r in prepare_runs.values()}) > 1:
-            log.warning("policies A and B were trained on different prepare runs: %s", prepare_runs)
-        evaluate_run = _evaluate_run(client, params.evaluate_run, training_runs)
         registered = registry.register_policies(
             client,
             model_name=params.model_name,

@@ -31,6 +31,9 @@ ROUTER_ALIAS = "router"
 # Training runs whose model is policy A / B (their abtest.step tag).
 POLICY_STEPS: dict[str, str] = {"A": "train_a", "B": "train_b"}
 POLICY_KINDS: dict[str, str] = {"A": "logistic regression", "B": "LightGBM"}
+# Per-iteration histories (train_b's ``curve_val_auc`` at step = iteration, steps/training.py::log_curve): their
+# latest value is the last iteration trained, not the model's, so they never become version tags.
+HISTORY_METRIC_PREFIX = "curve_"
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,15 @@ def _tokens(name: str) -> set[str]:
 
 
 def metric_tags(metrics: Mapping[str, float], *, prefix: str, arm: str | None = None) -> dict[str, str]:
-    """Metrics as version tags ``<prefix><name>``; with ``arm``, only the metrics whose name mentions that arm."""
+    """Metrics as version tags ``<prefix><name>``; with ``arm``, only the metrics whose name mentions that arm.
+
+    Per-iteration histories (``curve_*``) are left out: a run's metrics hold their last step, not a summary.
+    """
     chosen = {
         name: value
         for name, value in metrics.items()
-        if arm is None or arm.lower() in _tokens(name) or f"policy{arm.lower()}" in _tokens(name)
+        if not name.startswith(HISTORY_METRIC_PREFIX)
+        and (arm is None or arm.lower() in _tokens(name) or f"policy{arm.lower()}" in _tokens(name))
     }
     return {f"{prefix}{name}": f"{value:.6g}" for name, value in sorted(chosen.items())}
 
@@ -169,6 +176,22 @@ def policy_description(model_name: str) -> str:
     )
 
 
+def shared_prepare_run(prepare_runs: Mapping[str, Run]) -> Run:
+    """The one prepare run both arms were trained on; an error naming both when they differ.
+
+    The router serves one set of feature tables and evaluate compares on one test split, so a pair trained on
+    different prepare runs must not be registered side by side.
+    """
+    ids = {arm: run.info.run_id for arm, run in sorted(prepare_runs.items())}
+    if len(set(ids.values())) != 1:
+        shown = " and ".join(f"{arm} on prepare run {run_id}" for arm, run_id in ids.items())
+        raise ValueError(
+            f"policies A and B must be trained on the same prepare run, got {shown}; retrain one with "
+            "-P prepare_run=<the other's prepare run>, or pass training runs of one prepare run"
+        )
+    return next(iter(prepare_runs.values()))
+
+
 def register_policies(
     client: MlflowClient,
     *,
@@ -185,6 +208,7 @@ def register_policies(
     unknown = sorted(set(training_runs) - set(POLICY_ALIASES))
     if unknown:
         raise ValueError(f"training_runs keys must be arms {sorted(POLICY_ALIASES)}, got {unknown}")
+    shared_prepare_run(prepare_runs)  # before any version is created or alias moved
     ensure_registered_model(client, model_name, description=policy_description(model_name))
     registered = {}
     for arm, run in sorted(training_runs.items()):
