@@ -18,6 +18,9 @@ import yaml
 
 from steps.config import PROJECT_DIR
 
+# Random seeds end up in numpy, scikit-learn (random_state < 2**32) and LightGBM (a C int), so the common range.
+MAX_SEED = 2**31 - 1
+
 _CASTS = {"int": int, "float": float, "string": str, "str": str, "path": str, "uri": str}
 
 
@@ -93,11 +96,30 @@ def inherit_defaults(namespace: argparse.Namespace, owner: str, names: Sequence[
     A parameter that several entry points accept (``dataset`` in prepare and in the trainers, ``model_name`` in
     register and router, ...) has its default written once, in the entry point that owns it; the others declare
     it with default "" and resolve it here.
+
+    A value that is given is converted to the owner's type here, so ``seed=abc`` fails before a run starts with
+    a message naming the parameter and the rule, not deep inside a step with ``int()``'s.
     """
     owner_defaults = parameter_defaults(owner)
     owner_params = entry_point_parameters(owner)
     for name in names:
-        if getattr(namespace, name) in ("", None):
-            kind = owner_params[name].get("type", "string")
+        kind = owner_params[name].get("type", "string")
+        value = getattr(namespace, name)
+        if value in ("", None):
             setattr(namespace, name, _cast(kind, name)(owner_defaults[name]))
+            continue
+        try:
+            setattr(namespace, name, _cast(kind, name)(str(value)))
+        except argparse.ArgumentTypeError:
+            raise ValueError(
+                f'parameter {name} must be {kind} or "" (= {owner}\'s default {owner_defaults[name]}), '
+                f"got {value!r}"
+            ) from None
     return namespace
+
+
+def check_seed(seed: int, *, name: str = "seed") -> int:
+    """``seed`` if it is one every consumer accepts, else a ValueError naming the parameter and the range."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"parameter {name} must be an integer from 0 to {MAX_SEED}, got {seed}")
+    return seed

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import mlflow
 import numpy as np
@@ -32,6 +33,26 @@ PREPARE_RUN_TAG = "abtest.prepare_run"  # on router versions and router runs (se
 SPLIT_TAG = "abtest.split"
 ROUTER_VERSION_TAG = "abtest.router_version"
 ENDPOINT_BATCH_ROWS = 20_000
+DEFAULT_ROUTER_URI = "models:/movielens_ctr_router@router"  # only for the hint in an error message
+
+
+def check_design(*, environment: str, days: int, users_per_day: int, k: int, n_unseen: int, alpha: float) -> None:
+    """Reject a bad experiment design, naming the parameter, the rule and the value.
+
+    Needs nothing loaded, so the `simulate` step calls it before it opens a run or loads the router.
+    """
+    if environment not in traffic.ENVIRONMENTS:
+        raise ValueError(f"parameter environment must be one of {list(traffic.ENVIRONMENTS)}, got {environment!r}")
+    for name, value, minimum, meaning in (
+        ("days", days, 1, ""),
+        ("users_per_day", users_per_day, 0, " (0 = the test period's users, once each)"),
+        ("k", k, 1, " (items shown per request)"),
+        ("n_unseen", n_unseen, 0, ""),
+    ):
+        if value < minimum:
+            raise ValueError(f"parameter {name} must be an integer >= {minimum}{meaning}, got {value}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"parameter alpha must be strictly between 0 and 1, got {alpha}")
 
 
 @dataclass(frozen=True)
@@ -48,8 +69,14 @@ class ExperimentSpec:
     split: float  # share of users the router sends to B
 
     def __post_init__(self) -> None:
-        if self.environment not in traffic.ENVIRONMENTS:
-            raise ValueError(f"environment must be one of {list(traffic.ENVIRONMENTS)}, got {self.environment!r}")
+        check_design(
+            environment=self.environment,
+            days=self.days,
+            users_per_day=self.users_per_day,
+            k=self.k,
+            n_unseen=self.n_unseen,
+            alpha=self.alpha,
+        )
         if not 0.0 < self.split < 1.0:
             raise ValueError(
                 f"the router's split (share of users sent to B) must be strictly between 0 and 1 for an A/B "
@@ -164,11 +191,47 @@ def pyfunc_scorer(model: Any) -> traffic.Scorer:
     return score
 
 
-def endpoint_scorer(endpoint_url: str, *, timeout_s: float = 120.0) -> traffic.Scorer:
-    """Score through a served router (``mlflow models serve``): POST /invocations in batches."""
+def invocations_url(endpoint_url: str) -> str:
+    """``<base>/invocations`` of a served router, given its base URL or the invocations URL itself."""
     url = endpoint_url.rstrip("/")
-    if not url.endswith("/invocations"):
-        url += "/invocations"
+    return url if url.endswith("/invocations") else url + "/invocations"
+
+
+def serve_command(endpoint_url: str, model_uri: str = DEFAULT_ROUTER_URI) -> str:
+    """The `mlflow models serve` command that makes ``model_uri`` answer at ``endpoint_url``."""
+    parts = urlsplit(endpoint_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+    return f"mlflow models serve -m {model_uri} -h {host} -p {port} --env-manager local"
+
+
+def _unreachable(endpoint_url: str, error: Exception, model_uri: str) -> ConnectionError:
+    return ConnectionError(
+        f"parameter endpoint_url: the router endpoint {endpoint_url} is not reachable ({type(error).__name__}); "
+        f"start the served router first (`{serve_command(endpoint_url, model_uri)}`) or pass "
+        'endpoint_url="" to score in process'
+    )
+
+
+def check_endpoint(endpoint_url: str, *, model_uri: str = DEFAULT_ROUTER_URI, timeout_s: float = 10.0) -> None:
+    """Fail early, naming the URL and what to start, when nothing answers at ``endpoint_url``.
+
+    Any HTTP answer counts as reachable (a wrong path still shows up on the first scoring request, with the
+    server's own message); only a refused or timed-out connection is reported here.
+    """
+    if not endpoint_url.startswith(("http://", "https://")):
+        raise ValueError(f'parameter endpoint_url must be an http(s) URL or "" (in process), got {endpoint_url!r}')
+    base = invocations_url(endpoint_url).removesuffix("/invocations")
+    try:
+        requests.get(f"{base}/ping", timeout=timeout_s)
+    except requests.RequestException as error:
+        raise _unreachable(endpoint_url, error, model_uri) from error
+
+
+def endpoint_scorer(
+    endpoint_url: str, *, model_uri: str = DEFAULT_ROUTER_URI, timeout_s: float = 120.0
+) -> traffic.Scorer:
+    """Score through a served router (``mlflow models serve``): POST /invocations in batches."""
+    url = invocations_url(endpoint_url)
 
     def score(pairs: pd.DataFrame, params: Mapping[str, Any] | None) -> pd.DataFrame:
         parts = []
@@ -177,7 +240,10 @@ def endpoint_scorer(endpoint_url: str, *, timeout_s: float = 120.0) -> traffic.S
             payload: dict[str, Any] = {"dataframe_split": batch.to_dict(orient="split", index=False)}
             if params:
                 payload["params"] = dict(params)
-            response = requests.post(url, json=payload, timeout=timeout_s)
+            try:
+                response = requests.post(url, json=payload, timeout=timeout_s)
+            except requests.ConnectionError as error:
+                raise _unreachable(endpoint_url, error, model_uri) from error
             if response.status_code != 200:
                 raise RuntimeError(f"router endpoint {url} answered {response.status_code}: {response.text[:500]}")
             parts.append(pd.DataFrame(response.json()["predictions"]))

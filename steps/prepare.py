@@ -31,7 +31,7 @@ import mlflow
 import pandas as pd
 
 from ab_router.schema import ITEM_ID, LABEL, RATING, TIMESTAMP, USER_ID
-from steps.cli import configure_logging, parse_params
+from steps.cli import check_seed, configure_logging, parse_params
 from steps.config import (
     DATASETS,
     FEATURE_DEFAULTS_FILE,
@@ -67,6 +67,7 @@ def check_params(params) -> None:
     if not 1 <= params.positive_threshold <= 5:
         raise ValueError(f"parameter positive_threshold must be a rating 1..5, got {params.positive_threshold}")
     validate_fractions(val_frac=params.val_frac, test_frac=params.test_frac)
+    check_seed(params.seed)
     if params.data_path and params.source not in ("auto", "local"):
         raise ValueError(
             f"parameter data_path is read only with source=local or auto, got source={params.source!r} and "

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import mlflow
 
-from steps.cli import configure_logging, inherit_defaults, parse_params
+from steps.cli import check_seed, configure_logging, inherit_defaults, parse_params
 from steps.experiment import (
     ExperimentSpec,
+    check_design,
+    check_endpoint,
     endpoint_scorer,
     load_router,
     pyfunc_scorer,
@@ -38,10 +40,29 @@ log = logging.getLogger(__name__)
 READOUT_DIR = "readout"
 
 
+def check_params(params) -> None:
+    """Everything that can be checked without the router: the design, the seed and that the endpoint answers.
+
+    Called before the run is opened and before the router (seconds to load) is touched.
+    """
+    check_design(
+        environment=params.environment,
+        days=params.days,
+        users_per_day=params.users_per_day,
+        k=params.k,
+        n_unseen=params.n_unseen,
+        alpha=params.alpha,
+    )
+    check_seed(params.seed)
+    if params.endpoint_url:
+        check_endpoint(params.endpoint_url, model_uri=params.router_uri)
+
+
 def main(argv: Sequence[str] | None = None) -> str:
     """Simulate the experiment and log its readout; returns the run id."""
     params = inherit_defaults(parse_params("simulate", argv, description=__doc__), "prepare", ["seed"])
     configure_logging()
+    check_params(params)
     with step_run("simulate") as run:
         router = resolve_router(params.router_uri, params.router_run)
         prepare_run = params.prepare_run or router.prepare_run
@@ -51,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> str:
             )
         prepare_run = resolve_upstream_run("prepare", prepare_run, {}, how_to_make="mlflow run . -e prepare")
         if params.endpoint_url:
-            scorer, split = endpoint_scorer(params.endpoint_url), router.split
+            scorer, split = endpoint_scorer(params.endpoint_url, model_uri=router.model_uri), router.split
         else:
             model, split = load_router(router)
             scorer = pyfunc_scorer(model)
@@ -64,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> str:
             users_per_day=params.users_per_day,
             k=params.k,
             n_unseen=params.n_unseen,
-            seed=int(params.seed),
+            seed=params.seed,
             alpha=params.alpha,
             split=split,
         )

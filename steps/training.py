@@ -28,7 +28,7 @@ from mlflow.models import ModelSignature, infer_signature
 from mlflow.tracking import MlflowClient
 
 from ab_router import schema
-from steps.cli import inherit_defaults, parameter_defaults
+from steps.cli import check_seed, inherit_defaults, parameter_defaults
 from steps.config import PROJECT_DIR
 from steps.lineage import LineageError, PreparedData, resolve_upstream_run
 from steps.policies import classification_metrics, labels_of
@@ -77,11 +77,14 @@ def resolve_prepare_run(*, prepare_run: str, dataset: str, split: str) -> Prepar
 
 
 def resolve_step_params(namespace: Any, entry_point: str) -> tuple[PrepareLineage, dict[str, Any]]:
-    """Resolve a training step's parsed parameters: the prepare run and every inherited default filled in."""
+    """Resolve a training step's parsed parameters: the prepare run and every inherited default filled in.
+
+    The seed is checked first, so a bad one is reported before the tracking server is asked anything.
+    """
+    check_seed(inherit_defaults(namespace, "prepare", ["seed"]).seed)
     lineage = resolve_prepare_run(
         prepare_run=namespace.prepare_run, dataset=namespace.dataset, split=namespace.split
     )
-    inherit_defaults(namespace, "prepare", ["seed"])
     params = {**vars(namespace), "prepare_run": lineage.run_id, "dataset": lineage.dataset, "split": lineage.split}
     log.info(
         "%s: training on prepare run %s (%s, split=%s)",
