@@ -98,6 +98,22 @@ def router_signature(*, split: float) -> ModelSignature:
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
+def empty_output() -> pd.DataFrame:
+    """The router's answer to a request without rows: no rows, every output column with its dtype."""
+    dtypes = {
+        USER_ID: np.int64,
+        ITEM_ID: np.int64,
+        "policy": object,
+        "model_name": object,
+        "model_version": object,
+        "score": np.float64,
+        "bucket": np.int64,
+        "cold_user": bool,
+        "cold_item": bool,
+    }
+    return pd.DataFrame({column: pd.Series(dtype=dtypes.get(column, object)) for column in OUTPUT_COLUMNS})
+
+
 def _bad_request(message: str) -> MlflowException:
     # INVALID_PARAMETER_VALUE is what the scoring server turns into HTTP 400.
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
@@ -202,6 +218,9 @@ class ABRouterModel(mlflow.pyfunc.PythonModel):
         if missing:
             raise _bad_request(f"router input is missing columns {missing}; it needs {[USER_ID, ITEM_ID]} (long)")
         assignment, force_policy = self._resolve_params(params)
+        if len(model_input) == 0:
+            # Nothing to score: the policies' preprocessing rejects zero rows, so answer with no rows here.
+            return empty_output()
         pairs = model_input.loc[:, [USER_ID, ITEM_ID]].reset_index(drop=True)
         assigned = assign_arms(pairs[USER_ID].to_numpy(), assignment)
         policy = np.full(len(pairs), force_policy) if force_policy else assigned.policy

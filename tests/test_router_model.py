@@ -167,6 +167,31 @@ def test_invalid_params_are_rejected(saved, router, params: dict, message: str) 
         router.predict(random_pairs(saved[0], 5), params=params)
 
 
+@pytest.mark.parametrize("params", [None, {"force_policy": "B"}, {"split": 0.2}])
+def test_empty_request_gets_no_rows_with_every_output_column(router, params) -> None:
+    empty = pd.DataFrame({"user_id": pd.Series(dtype="int64"), "item_id": pd.Series(dtype="int64")})
+    out = router.predict(empty, params=params)
+    assert len(out) == 0
+    assert list(out.columns) == list(OUTPUT_COLUMNS)
+    assert out.dtypes.astype(str).to_dict() == {
+        "user_id": "int64",
+        "item_id": "int64",
+        "policy": "object",
+        "model_name": "object",
+        "model_version": "object",
+        "score": "float64",
+        "bucket": "int64",
+        "cold_user": "bool",
+        "cold_item": "bool",
+    }
+
+
+def test_empty_request_with_an_invalid_param_is_still_rejected(router) -> None:
+    empty = pd.DataFrame({"user_id": pd.Series(dtype="int64"), "item_id": pd.Series(dtype="int64")})
+    with pytest.raises(MlflowException, match="force_policy must be one of"):
+        router.predict(empty, params={"force_policy": "C"})
+
+
 def test_missing_column_is_rejected_naming_it(router) -> None:
     with pytest.raises(MlflowException, match="item_id"):
         router.predict(pd.DataFrame({"user_id": [1, 2]}))

@@ -56,6 +56,13 @@ def test_good_request_gets_200_and_every_output_column(
 
 
 @pytest.mark.e2e
+def test_empty_request_gets_200_and_no_predictions(router_url: str) -> None:
+    response = _post(router_url, {"dataframe_split": {"columns": ["user_id", "item_id"], "data": []}})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"predictions": []}
+
+
+@pytest.mark.e2e
 def test_missing_column_gets_400_naming_it(router_url: str) -> None:
     response = _post(router_url, {"dataframe_records": [{"user_id": 1}]})
     assert response.status_code == 400
