@@ -2,7 +2,8 @@
 
 A step that consumes another step's output takes that run's id as a parameter. Run on its own without one, it
 looks for the latest FINISHED run of the producing step with the same identifying parameters, compared as MLflow
-stores them (strings), and otherwise says which command would make one.
+stores them (strings), whatever its other parameters (the log line lists them), and otherwise says which command
+would make one.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ from steps.config import (
 from steps.tracking_store import ensure_store_ready, retry_when_locked
 
 log = logging.getLogger(__name__)
+
+
+# On a step's run whose body raised: "<Type>: <message>" (main's StepFailedError and step table show it).
+ERROR_TAG = "abtest.error"
+ERROR_TAG_CHARS = 500
 
 
 class LineageError(RuntimeError):
@@ -90,13 +96,29 @@ def resolve_upstream_run(step: str, run_id: str, params: Mapping[str, Any], *, h
         raise LineageError(
             f"no FINISHED {step} run with {dict(params)} in this experiment; make one with: {how_to_make} {shown}"
         )
-    log.info("using %s run %s (latest FINISHED with %s)", step, run.info.run_id, dict(params))
+    log.info("using %s", describe_chosen_run(step, run, params))
     return run.info.run_id
+
+
+def describe_chosen_run(step: str, run: Run, matched: Mapping[str, Any]) -> str:
+    """What a "" run id resolved to: the run, the params it was matched on and every other param it ran with.
+
+    Only ``matched`` decided the choice; the rest (a prepare run's source, data_path, seed, ...) is shown so a run
+    on other data than the user assumed is visible in the log line itself.
+    """
+    others = ", ".join(f"{name}={value}" for name, value in sorted(run.data.params.items()) if name not in matched)
+    return (
+        f"{step} run {run.info.run_id} (latest FINISHED with {dict(matched)}, whatever its other parameters: "
+        f"{others or 'none'}; pass {step}_run=<run id> to pin one)"
+    )
 
 
 @contextmanager
 def step_run(step: str) -> Iterator[mlflow.ActiveRun]:
     """Open the step's run (the one `mlflow run` created, via MLFLOW_RUN_ID) and tag it with the step name.
+
+    When the body raises, the run is tagged :data:`ERROR_TAG` = ``"<Type>: <message>"`` before MLflow marks it
+    FAILED, so whoever launched the step can say why without reading its console output.
 
     On the embedded SQLite store, concurrent steps are made safe first (steps/tracking_store.py): the schema is
     created once under a lock, and a lock held past MLflow's busy timeout is retried, then explained.
@@ -104,7 +126,25 @@ def step_run(step: str) -> Iterator[mlflow.ActiveRun]:
     ensure_store_ready()
     with retry_when_locked(mlflow.start_run, what=f"{step}: start run") as run:
         retry_when_locked(lambda: mlflow.set_tag(STEP_TAG, step), what=f"{step}: tag run")
-        yield run
+        try:
+            yield run
+        except Exception as exc:
+            _tag_error(run.info.run_id, exc)
+            raise
+
+
+def error_text(exc: BaseException) -> str:
+    """A failed step's reason as a tag value: ``"<Type>: <message>"``, cut to :data:`ERROR_TAG_CHARS` chars."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= ERROR_TAG_CHARS else text[: ERROR_TAG_CHARS - 3] + "..."
+
+
+def _tag_error(run_id: str, exc: BaseException) -> None:
+    # The reason is best effort: failing to record it must not replace the step's own error.
+    try:
+        MlflowClient().set_tag(run_id, ERROR_TAG, error_text(exc))
+    except Exception:
+        log.warning("could not tag run %s with its error", run_id, exc_info=True)
 
 
 @dataclass(frozen=True)
