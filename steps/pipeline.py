@@ -33,9 +33,11 @@ from pathlib import Path
 
 import mlflow
 from mlflow.entities import Run
-from mlflow.exceptions import ExecutionException
+from mlflow.exceptions import ExecutionException, MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_ENTRY_POINT
+
+from steps.lineage import ERROR_TAG
 
 log = logging.getLogger(__name__)
 
@@ -287,10 +289,27 @@ def mlflow_launcher(*, project_uri: str, env_manager: str, experiment_id: str) -
             )
         except ExecutionException as exc:
             found = re.search(r"Run \(ID '([0-9a-f]+)'\) failed", str(exc))
-            raise StepFailedError(entry_point, found.group(1) if found else None, str(exc)) from exc
+            run_id = found.group(1) if found else None
+            raise StepFailedError(entry_point, run_id, failure_reason(run_id, str(exc))) from exc
         return submitted.run_id
 
     return launch
+
+
+def failure_reason(run_id: str | None, fallback: str, *, client: MlflowClient | None = None) -> str:
+    """Why a step's run failed: its :data:`~steps.lineage.ERROR_TAG` ("<Type>: <message>"), else ``fallback``.
+
+    A step that failed before opening its run (a parameter check) has no such tag; the reason is then only in its
+    console output, and the fallback says so.
+    """
+    if run_id:
+        try:
+            reason = (client or MlflowClient()).get_run(run_id).data.tags.get(ERROR_TAG)
+        except MlflowException:
+            reason = None
+        if reason:
+            return reason
+    return f"{fallback} (before opening its step run, so no {ERROR_TAG} tag: the cause is in the output above)"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,70 @@
+"""A failed step's reason travels from its run (tag abtest.error) to main's StepFailedError and step table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from steps.lineage import ERROR_TAG, ERROR_TAG_CHARS, step_run
+from steps.pipeline import StepFailedError, failure_reason, mlflow_launcher
+from tests.conftest import PROJECT_DIR
+
+
+def test_step_run_tags_the_run_with_the_error_its_body_raised(fresh_tracking: str) -> None:
+    with pytest.raises(ValueError, match="split must be"), step_run("router") as run:
+        raise ValueError("split must be a number in [0, 1], got 2.0")
+    failed = MlflowClient().get_run(run.info.run_id)
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags[ERROR_TAG] == "ValueError: split must be a number in [0, 1], got 2.0"
+
+
+def test_a_long_error_is_cut_to_a_tag_sized_text(fresh_tracking: str) -> None:
+    with pytest.raises(RuntimeError), step_run("prepare") as run:
+        raise RuntimeError("x" * 5000)
+    tag = MlflowClient().get_run(run.info.run_id).data.tags[ERROR_TAG]
+    assert len(tag) == ERROR_TAG_CHARS
+    assert tag.startswith("RuntimeError: xxx") and tag.endswith("...")
+
+
+def test_failure_reason_falls_back_when_the_run_has_no_error_tag(fresh_tracking: str) -> None:
+    with mlflow.start_run() as run:
+        pass
+    reason = failure_reason(run.info.run_id, "Run (ID 'abc') failed")
+    assert reason.startswith("Run (ID 'abc') failed (before opening its step run")
+    assert failure_reason(None, "boom").startswith("boom (")
+
+
+BOOM_PROJECT = """name: boom
+entry_points:
+  boom:
+    parameters:
+      split: {type: float, default: 2.0}
+    command: python boom.py {split}
+"""
+BOOM_STEP = """import sys
+from steps.lineage import step_run
+with step_run("router"):
+    raise ValueError(f"split must be a number in [0, 1], got {float(sys.argv[1])}")
+"""
+
+
+def test_launcher_puts_the_step_error_in_step_failed_error(
+    fresh_tracking: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "MLproject").write_text(BOOM_PROJECT)
+    (project / "boom.py").write_text(BOOM_STEP)
+    monkeypatch.setenv("PYTHONPATH", str(PROJECT_DIR))
+    experiment_id = mlflow.get_experiment_by_name("abtest-fresh").experiment_id
+    launch = mlflow_launcher(project_uri=str(project), env_manager="local", experiment_id=experiment_id)
+    with pytest.raises(StepFailedError) as raised:
+        launch("boom", {"split": "2.0"})
+    failure = raised.value
+    assert failure.run_id is not None
+    assert str(failure) == (
+        f"step boom failed (run {failure.run_id}): ValueError: split must be a number in [0, 1], got 2.0"
+    )
