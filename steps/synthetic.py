@@ -36,7 +36,7 @@ from steps.movielens import ML1M_AGE_CODES, ML1M_OCCUPATIONS, RECBOLE_ML100K_DIR
 log = logging.getLogger(__name__)
 
 LAYOUTS: tuple[str, ...] = ("ml-100k", "ml-1m")
-# (users, items, ratings) of the real datasets; --scale multiplies them.
+# (users, items, ratings) of the real datasets; --scale multiplies them (scaled_sizes).
 REAL_SIZES: dict[str, tuple[int, int, int]] = {"ml-100k": (943, 1682, 100_000), "ml-1m": (6040, 3706, 1_000_209)}
 # ML-100K's u.occupation.
 ML100K_OCCUPATIONS: tuple[str, ...] = (
@@ -95,6 +95,23 @@ class SyntheticSpec:
                 f"n_ratings must be between n_users ({self.n_users}) and n_users * n_items / 2 ({capacity}), "
                 f"got {self.n_ratings}"
             )
+
+
+def scaled_sizes(layout: str, scale: float) -> tuple[int, int, int]:
+    """(users, items, ratings) of the real ``layout`` times ``scale`` (> 0), kept generatable.
+
+    Users and items scale linearly; ratings too, but never past a quarter of the user x item grid (each user
+    rating at most half the catalogue, see ``_max_per_user``): below scale ~0.25 (ml-100k) / ~0.18 (ml-1m) the
+    real ratings-per-user would not fit the shrunken catalogue, so the data gets denser instead.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {layout!r}")
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a number > 0 (1 = the real dataset's size), got {scale}")
+    real_users, real_items, real_ratings = REAL_SIZES[layout]
+    n_users, n_items = max(1, round(real_users * scale)), max(2, round(real_items * scale))
+    grid_cap = max(n_users, n_users * _max_per_user(n_items) // 2)
+    return n_users, n_items, max(n_users, min(round(real_ratings * scale), grid_cap))
 
 
 def _max_per_user(n_items: int) -> int:
@@ -416,12 +433,17 @@ def main(argv: Sequence[str] | None = None) -> Path:
     """``python -m steps.synthetic --layout ml-1m --scale 1 --out data/x.zip``: sizes = real sizes x scale."""
     parser = argparse.ArgumentParser(prog="steps.synthetic", description=__doc__.split("\n\n")[0])
     parser.add_argument("--layout", choices=LAYOUTS, default="ml-100k")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies the real dataset's sizes")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="> 0; multiplies the real dataset's sizes (see scaled_sizes)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    try:
+        n_users, n_items, n_ratings = scaled_sizes(args.layout, args.scale)
+    except ValueError as error:
+        parser.error(f"argument --scale: {error}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    n_users, n_items, n_ratings = (max(1, round(size * args.scale)) for size in REAL_SIZES[args.layout])
     path = write_synthetic_zip(
         args.out, layout=args.layout, n_users=n_users, n_items=n_items, n_ratings=n_ratings, seed=args.seed
     )
