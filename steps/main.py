@@ -2,7 +2,9 @@
 
 Inputs: the parameters a user tunes (each declared in MLproject's main block with default "", meaning "the owning
 step's default"; main passes on only those set), ``env_manager`` ("" = the one main runs in), ``force`` (reuse
-nothing) and ``until`` (stop after that step).
+nothing) and ``until`` (stop after that step). Before any step runs, each set parameter is checked against the
+steps that take it: its type, and its value with each step's own pre-run rule (:data:`VALUE_CHECKS`), so a bad
+value never fails half-way, after `register` has moved aliases.
 Outputs: one child run per step of :data:`steps.pipeline.PIPELINE` that exists in MLproject (each tagged
 ``mlflow.parentRunId`` = this run, or reused from an earlier identical launch); on this run, the step table
 (``pipeline/steps.csv``, ``pipeline/steps.md``, tags ``abtest.steps.<entry>.run_id``/``.outcome``, metrics
@@ -11,16 +13,32 @@ Outputs: one child run per step of :data:`steps.pipeline.PIPELINE` that exists i
 
 from __future__ import annotations
 
+import argparse
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_ENV
+from mlflow.utils.validation import _validate_model_name
 
-from steps.cli import configure_logging, entry_point_parameters, entry_points, parameter_defaults, parse_params
+from ab_router.assignment import AssignmentConfig
+from steps import prepare, simulate
+from steps.cli import (
+    check_seed,
+    configure_logging,
+    entry_point_parameters,
+    entry_points,
+    inherit_defaults,
+    parameter_defaults,
+    parse_params,
+)
 from steps.config import PROJECT_DIR, STEP_TAG
+from steps.evaluate import cross_validation_jobs
+from steps.evaluation.analysis import EvaluationConfig
+from steps.experiment import ExperimentSpec
 from steps.lineage import step_run
 from steps.pipeline import (
     CODE_VERSION_TAG,
@@ -34,8 +52,10 @@ from steps.pipeline import (
     parse_bool,
     resolve_env_manager,
     run_pipeline,
+    step_parameters,
     steps_until,
 )
+from steps.policies import LightGBMParams, LogisticParams
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +98,96 @@ def check_user_parameters(user_params: Mapping[str, str], steps: Sequence[Step])
                 raise ValueError(
                     f"parameter {name} must be {kind} (as {entry}'s {step_name} declares), got {value!r}"
                 ) from None
+
+
+def step_namespace(step: Step, user_params: Mapping[str, str]) -> argparse.Namespace:
+    """The parameters ``step`` would parse from what main passes it (upstream run ids left at "")."""
+    passed = step_parameters(
+        step, entry_point_parameters(step.entry_point), user_params, dict.fromkeys(step.upstream, "")
+    )
+    return parse_params(step.entry_point, [f"--{name}={value}" for name, value in passed.items()])
+
+
+def _check_prepare(params: argparse.Namespace, _: Mapping[str, argparse.Namespace]) -> None:
+    prepare.check_params(params)
+
+
+def _check_train_a(params: argparse.Namespace, _: Mapping[str, argparse.Namespace]) -> None:
+    check_seed(inherit_defaults(params, "prepare", ["seed"]).seed)
+    LogisticParams.from_params(vars(params))
+
+
+def _check_train_b(params: argparse.Namespace, _: Mapping[str, argparse.Namespace]) -> None:
+    check_seed(inherit_defaults(params, "prepare", ["seed"]).seed)
+    LightGBMParams.from_params(vars(params))
+
+
+def _check_evaluate(params: argparse.Namespace, _: Mapping[str, argparse.Namespace]) -> None:
+    EvaluationConfig(alpha=params.alpha, n_bootstrap=params.n_bootstrap, k=params.k, seed=params.seed)
+    cross_validation_jobs(params.cv_jobs)
+
+
+def _check_register(params: argparse.Namespace, _: Mapping[str, argparse.Namespace]) -> None:
+    _validate_model_name(params.model_name)  # the registry's own rule (no "/" or ":", ...)
+
+
+def _check_router(params: argparse.Namespace, _: Mapping[str, argparse.Namespace]) -> None:
+    inherit_defaults(params, "register", ["model_name"])
+    _validate_model_name(params.router_model_name)
+    AssignmentConfig(split=params.split, salt=params.salt, assignment=params.assignment)
+
+
+def _check_simulate(params: argparse.Namespace, others: Mapping[str, argparse.Namespace]) -> None:
+    params = inherit_defaults(params, "prepare", ["seed"])
+    simulate.check_params(params)
+    if "router" in others:
+        # The router this pipeline registers is the one simulated; an A/B test needs both arms (0 < split < 1).
+        ExperimentSpec(
+            environment=params.environment,
+            days=params.days,
+            users_per_day=params.users_per_day,
+            k=params.k,
+            n_unseen=params.n_unseen,
+            seed=params.seed,
+            alpha=params.alpha,
+            split=others["router"].split,
+        )
+
+
+# Each step's own pre-run checks, applied to the values main would pass it. A step without an entry here takes
+# no value main could get wrong.
+VALUE_CHECKS: dict[str, Callable[[argparse.Namespace, Mapping[str, argparse.Namespace]], None]] = {
+    "prepare": _check_prepare,
+    "train_a": _check_train_a,
+    "train_b": _check_train_b,
+    "evaluate": _check_evaluate,
+    "register": _check_register,
+    "router": _check_router,
+    "simulate": _check_simulate,
+}
+
+
+def check_parameter_values(user_params: Mapping[str, str], steps: Sequence[Step]) -> None:
+    """Fail before any step runs when a step would reject the value main passes it, with that step's message.
+
+    Without this a bad value for a late step (``router_split=2``) fails only after `register` has moved the
+    PolicyA / PolicyB aliases.
+    """
+    namespaces = {step.entry_point: step_namespace(step, user_params) for step in steps}
+    for step in steps:
+        check = VALUE_CHECKS.get(step.entry_point)
+        if check is None:
+            continue
+        try:
+            check(namespaces[step.entry_point], namespaces)
+        except (ValueError, MlflowException) as exc:
+            given = {
+                main_name: user_params[main_name]
+                for name in entry_point_parameters(step.entry_point)
+                if (main_name := step.main_name(name)) in user_params
+            }
+            shown = f"the parameters main passes it {given}" if given else "this pipeline's parameters"
+            raise ValueError(f"step {step.entry_point} would reject {shown}: {exc}; nothing was run") from None
 
 
 def step_table(records: Sequence[StepRecord]) -> pd.DataFrame:
@@ -148,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     # Checked against the whole pipeline: a parameter of a step after `until` is simply not needed this time.
     check_user_parameters(user_params, pipeline)
     steps = steps_until(pipeline, namespace.until)
+    # Values only for the steps that run: router_split=1 (all users to B) is a valid router without simulate.
+    check_parameter_values(user_params, steps)
     force = parse_bool("force", namespace.force)
     with step_run("main") as run:
         client = MlflowClient()
