@@ -3,12 +3,15 @@
 Inputs (by lineage): ``train_a_run`` / ``train_b_run`` (training run ids; "" = latest FINISHED run of that step) or
 ``policy_a_uri`` / ``policy_b_uri`` (``models:/movielens_ctr_ab@PolicyA``, ...); both policies must come from one
 prepare run (``prepare_run`` "" = the one they name), whose test split is scored by both models in the same order.
-Parameters: ``alpha``, ``n_bootstrap``, ``k``, ``cv_folds`` (0 or 1 = no cross-validation), ``cv_jobs``
-(processes for the folds, 0 = one per available core; results do not depend on it), ``seed``.
+Parameters: ``alpha``, ``n_bootstrap``, ``k``, ``cv_folds`` (0 or 1 = no cross-validation; negative is refused),
+``cv_jobs`` (processes for the folds, 0 = one per available core; results do not depend on it), ``seed``. The
+cross-validation scheme follows the prepare run's split: forward in time for ``temporal``, random K-fold otherwise
+(param ``cv_scheme``, tag ``abtest.cv_scheme``).
 
 Outputs (the evaluate run): metrics ``a.*``, ``b.*``, ``diff.*`` (B − A with user-clustered bootstrap intervals),
-``delong.*``, ``decision.*`` and ``cv.*``; tags ``abtest.decision`` ("B wins" / "A wins" / "no significant
-difference"), ``abtest.winner``, ``abtest.decision_reason`` and the resolved lineage; artifacts
+``delong.*``, ``decision.*`` and ``cv.*``; param ``cv_scheme``; tags ``abtest.decision`` ("B wins" / "A wins" /
+"no significant difference"), ``abtest.winner``, ``abtest.decision_reason``, ``abtest.cv_scheme`` and the
+resolved lineage; artifacts
 ``evaluation/report.html`` (self-contained), ``evaluation/*.csv|json`` (raw tables) and ``evaluation/plots/*.png``.
 """
 
@@ -34,7 +37,13 @@ from steps.evaluation.analysis import (
     evaluate_policies,
     headline_metrics,
 )
-from steps.evaluation.crossval import CrossValidationResult, cross_validate
+from steps.evaluation.crossval import (
+    CV_SCHEME_DESCRIPTIONS,
+    CrossValidationResult,
+    CvScheme,
+    cross_validate,
+    cv_scheme_for_split,
+)
 from steps.evaluation.inputs import PolicySource, resolve_policy, shared_prepare_run
 from steps.evaluation.metrics import all_metrics
 from steps.evaluation.report import ReportInputs, render_html
@@ -57,8 +66,12 @@ def run_cross_validation(
     seed: int,
     k: int,
     cv_jobs: int = 1,
+    scheme: CvScheme = "random",
 ) -> CrossValidationResult | None:
-    """K-fold refits of both policies on train ∪ val with their training runs' parameters (None if disabled)."""
+    """K-fold refits of both policies on train ∪ val with their training runs' parameters (None if disabled).
+
+    ``scheme``: ``"forward"`` (in time; for a temporal split) or ``"random"`` (shuffled K-fold).
+    """
     if cv_folds <= 1:
         log.info("cross-validation disabled (cv_folds=%d)", cv_folds)
         return None
@@ -75,6 +88,7 @@ def run_cross_validation(
         build_features=features.build_features,
         fit_policy=policies.fit_policy,
         n_jobs=cv_jobs,
+        scheme=scheme,
     )
 
 
@@ -86,6 +100,13 @@ def _log_tables(result: EvaluationResult, cross_validation: CrossValidationResul
     if cross_validation is not None:
         mlflow.log_text(cross_validation.folds.to_csv(index=False), f"{ARTIFACT_DIR}/cv_folds.csv")
         mlflow.log_text(cross_validation.summary.to_csv(index=False), f"{ARTIFACT_DIR}/cv_summary.csv")
+
+
+def check_cv_folds(cv_folds: int) -> int:
+    """``cv_folds`` as given; negative values are refused (0 or 1 = no cross-validation, >= 2 = folds)."""
+    if cv_folds < 0:
+        raise ValueError(f"cv_folds must be 0 or 1 (no cross-validation) or >= 2 folds, got {cv_folds}")
+    return cv_folds
 
 
 def cross_validation_jobs(requested: int) -> int:
@@ -101,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     configure_logging()
     config = EvaluationConfig(alpha=params.alpha, n_bootstrap=params.n_bootstrap, k=params.k, seed=params.seed)
     cv_jobs = cross_validation_jobs(params.cv_jobs)  # checked before a run exists
+    cv_folds = check_cv_folds(params.cv_folds)
     started = time.perf_counter()
     with step_run("evaluate") as run:
         sources = {
@@ -120,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> str:
         )
         mlflow.set_tags({"abtest.prepare_run": prepare_run})
         prepared = load_prepared(prepare_run)
+        cv_scheme = cv_scheme_for_split(prepared.params.get("split", ""))
+        if cv_folds > 1:
+            log_resolved_params({"cv_scheme": cv_scheme})
+            mlflow.set_tags({"abtest.cv_scheme": CV_SCHEME_DESCRIPTIONS[cv_scheme]})
         test = prepared.test
         feature_frame = to_feature_frame(test)
         scores = {
@@ -133,10 +159,11 @@ def main(argv: Sequence[str] | None = None) -> str:
             prepared.users,
             prepared.items,
             sources,
-            cv_folds=params.cv_folds,
+            cv_folds=cv_folds,
             seed=params.seed,
             k=params.k,
             cv_jobs=cv_jobs,
+            scheme=cv_scheme,
         )
         cv_seconds = time.perf_counter() - cv_started
         result = evaluate_policies(
@@ -157,7 +184,9 @@ def main(argv: Sequence[str] | None = None) -> str:
             "test rows / users / items": f"{result.n_rows} / {result.n_users} / {result.n_items}",
             "test positive rate": f"{test['label'].mean():.4f}",
             "alpha, bootstrap replicates, k": f"{config.alpha:g}, {config.n_bootstrap}, {config.k}",
-            "cross-validation folds": params.cv_folds if cross_validation is not None else "disabled",
+            "cross-validation": f"{cv_folds} folds, {CV_SCHEME_DESCRIPTIONS[cv_scheme]}"
+            if cross_validation is not None
+            else "disabled",
             "evaluate run": run.info.run_id,
         }
         html = render_html(

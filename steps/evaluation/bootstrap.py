@@ -16,7 +16,13 @@ import numpy as np
 import pandas as pd
 
 from steps.evaluation.delong import DelongResult
-from steps.evaluation.metrics import PolicyStatistics, higher_is_better, metric_values, point_metrics
+from steps.evaluation.metrics import (
+    PolicyStatistics,
+    has_bootstrap_interval,
+    higher_is_better,
+    metric_values,
+    point_metrics,
+)
 
 PRIMARY_METRIC = "auc"
 Winner = Literal["A", "B", "none"]
@@ -39,7 +45,12 @@ class BootstrapConfig:
 
 @dataclass(frozen=True)
 class MetricComparison:
-    """One metric for A and B with percentile intervals, and the paired difference B − A."""
+    """One metric for A and B with percentile intervals, and the paired difference B − A.
+
+    Intervals and p are NaN for metrics without a valid bootstrap interval (coverage). ``uninformative``: both
+    policies sit at the same bound of the metric (0 or 1) at the point estimate and on every replicate, so the
+    metric cannot tell them apart on these rows (e.g. hit rate when every user has many positives).
+    """
 
     metric: str
     a: float
@@ -53,6 +64,7 @@ class MetricComparison:
     diff_high: float
     p_value: float
     higher_is_better: bool
+    uninformative: bool = False
 
     @property
     def b_better(self) -> bool:
@@ -83,6 +95,12 @@ def bootstrap_p_value(differences: np.ndarray) -> float:
     return float(min(1.0, 2.0 * min(at_most, at_least)))
 
 
+def at_bound(*values: np.ndarray) -> bool:
+    """Every value is 0, or every value is 1 (a metric pinned at the end of its range)."""
+    joined = np.concatenate([np.atleast_1d(np.asarray(v, dtype=float)) for v in values])
+    return bool(len(joined)) and bool(np.all(joined == 0.0) or np.all(joined == 1.0))
+
+
 def _interval(values: np.ndarray, alpha: float) -> tuple[float, float]:
     finite = values[np.isfinite(values)]
     if len(finite) == 0:
@@ -98,17 +116,24 @@ def compare_policies(
     metrics: Sequence[str],
     config: BootstrapConfig,
 ) -> list[MetricComparison]:
-    """Point estimates and paired user-clustered bootstrap intervals for every metric, A, B and B − A."""
+    """Point estimates and paired user-clustered bootstrap intervals for every metric, A, B and B − A.
+
+    Set-size metrics (coverage) get point values only: NaN intervals and p (see ``metrics.SET_SIZE_METRIC_STEMS``).
+    """
     rng = np.random.default_rng(config.seed)
     weights = user_weights(n_users, config.n_bootstrap, rng)
     point_a, point_b = point_metrics(stats_a, metrics), point_metrics(stats_b, metrics)
-    reps_a, reps_b = metric_values(stats_a, weights, metrics), metric_values(stats_b, weights, metrics)
+    resampled = [m for m in metrics if has_bootstrap_interval(m)]
+    reps_a, reps_b = metric_values(stats_a, weights, resampled), metric_values(stats_b, weights, resampled)
+    no_replicates = np.full(config.n_bootstrap, np.nan)
     table = []
     for metric in metrics:
-        differences = reps_b[metric] - reps_a[metric]
-        a_low, a_high = _interval(reps_a[metric], config.alpha)
-        b_low, b_high = _interval(reps_b[metric], config.alpha)
+        rep_a, rep_b = reps_a.get(metric, no_replicates), reps_b.get(metric, no_replicates)
+        differences = rep_b - rep_a
+        a_low, a_high = _interval(rep_a, config.alpha)
+        b_low, b_high = _interval(rep_b, config.alpha)
         d_low, d_high = _interval(differences, config.alpha)
+        pinned = metric in reps_a and at_bound(point_a[metric], point_b[metric], rep_a, rep_b)
         table.append(
             MetricComparison(
                 metric=metric,
@@ -123,6 +148,7 @@ def compare_policies(
                 diff_high=d_high,
                 p_value=bootstrap_p_value(differences),
                 higher_is_better=higher_is_better(metric),
+                uninformative=pinned,
             )
         )
     return table
@@ -178,6 +204,17 @@ def decide(primary: MetricComparison, delong: DelongResult, *, alpha: float) -> 
             f"No significant difference: {evidence}. A winner needs the interval to exclude 0 and DeLong's "
             f"p < alpha, in the same direction."
         )
+        excludes_zero = primary.b_better or primary.a_better
+        if delong_significant and not excludes_zero:
+            reason += (
+                " They disagree because DeLong treats every row as independent, while rows of one user are "
+                "correlated (one taste, one rating habit); the user-clustered interval resamples whole users and "
+                "covers 0, so the evidence is weaker than DeLong's p suggests."
+            )
+        elif excludes_zero and not delong_significant:
+            reason += " The user-clustered interval excludes 0 but DeLong's test does not reject at alpha."
+        elif excludes_zero and delong_significant:
+            reason += " The interval and DeLong's difference point in opposite directions."
     return Decision(
         winner=winner,
         primary_metric=PRIMARY_METRIC,

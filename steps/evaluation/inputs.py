@@ -67,7 +67,13 @@ def resolve_policy(policy: str, *, run_id: str = "", model_uri: str = "") -> Pol
         )
     client = MlflowClient()
     if model_uri:
-        run = client.get_run(training_run_of(model_uri))
+        parameter = f"policy_{policy.lower()}_uri"
+        try:
+            run = client.get_run(training_run_of(model_uri))
+        except (mlflow.exceptions.MlflowException, ValueError) as exc:
+            raise LineageError(
+                f"policy {policy}: cannot resolve {parameter}={model_uri!r}: {getattr(exc, 'message', exc)}"
+            ) from exc
         if run.data.tags.get("abtest.step") != step:
             log.warning(
                 "policy %s: model %s was logged by a %r run, not %r",

@@ -161,13 +161,17 @@ def metrics_figure(comparison: pd.DataFrame) -> Figure:
 def segment_heatmap(segments: pd.DataFrame) -> Figure:
     """Heatmap of B's improvement over A per segment and metric (sign flipped for lower-is-better metrics).
 
-    Cells whose interval excludes 0 are marked with *; empty cells are segments too small to measure.
+    Cells whose interval excludes 0 are marked with *; empty cells are segments too small to measure; rows of
+    segments with too few users for an interval show the point difference and say so in their label.
     """
     frame = segments.copy()
     sign = np.where(frame["metric"].map(higher_is_better), 1.0, -1.0)
     frame["improvement"] = sign * frame["diff"]
     frame["significant"] = (frame["diff_low"] > 0) | (frame["diff_high"] < 0)
-    frame["row"] = frame["family"] + ": " + frame["segment"] + " (n=" + frame["n_rows"].astype(str) + ")"
+    few_users = frame.get("note", pd.Series("", index=frame.index)).fillna("").str.startswith("too few users")
+    size = "n=" + frame["n_rows"].astype(str)
+    size = size.where(~few_users, size + ", " + frame["n_users"].astype(str) + " users: too few, point only")
+    frame["row"] = frame["family"] + ": " + frame["segment"] + " (" + size + ")"
     order = list(dict.fromkeys(frame["row"]))
     metric_order = list(dict.fromkeys(frame["metric"]))
     values = frame.pivot(index="row", columns="metric", values="improvement").loc[order, metric_order]

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from steps.evaluation.bootstrap import Decision
 from steps.evaluation.crossval import CrossValidationResult
 from steps.evaluation.delong import DelongResult
+from steps.evaluation.segments import MIN_CLASS_ROWS, MIN_SEGMENT_USERS
 
 # Section ids, in reading order; tests check that every one is present.
 SECTIONS: tuple[str, ...] = (
@@ -93,7 +94,18 @@ def headline_table(comparison: pd.DataFrame, alpha: float) -> pd.DataFrame:
     level = f"{100 * (1 - alpha):g}%"
 
     def interval(value: float, low: float, high: float) -> str:
-        return f"{value:.4f} [{low:.4f}, {high:.4f}]"
+        return f"{value:.4f}" if pd.isna(low) else f"{value:.4f} [{low:.4f}, {high:.4f}]"
+
+    def difference(value: float, low: float, high: float) -> str:
+        return f"{value:+.4f}" if pd.isna(low) else f"{value:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+    def note(row: Any) -> str:
+        if getattr(row, "uninformative", False):
+            bound = f"{row.a:g}"
+            return f"uninformative here: both policies at {bound} on every replicate; not evidence either way"
+        if pd.isna(row.a_low):
+            return "point values only: a set size, biased under user resampling (no interval or p)"
+        return ""
 
     return pd.DataFrame(
         {
@@ -101,10 +113,9 @@ def headline_table(comparison: pd.DataFrame, alpha: float) -> pd.DataFrame:
             "better": comparison["higher_is_better"].map({True: "higher", False: "lower"}),
             f"A [{level} CI]": [interval(r.a, r.a_low, r.a_high) for r in comparison.itertuples()],
             f"B [{level} CI]": [interval(r.b, r.b_low, r.b_high) for r in comparison.itertuples()],
-            f"B − A [{level} CI]": [
-                f"{r.diff:+.4f} [{r.diff_low:+.4f}, {r.diff_high:+.4f}]" for r in comparison.itertuples()
-            ],
-            "bootstrap p": comparison["p_value"].map(lambda p: f"{p:.3g}"),
+            f"B − A [{level} CI]": [difference(r.diff, r.diff_low, r.diff_high) for r in comparison.itertuples()],
+            "bootstrap p": comparison["p_value"].map(lambda p: "" if pd.isna(p) else f"{p:.3g}"),
+            "note": [note(r) for r in comparison.itertuples()],
         }
     )
 
@@ -165,7 +176,9 @@ def render_html(inputs: ReportInputs) -> str:
             "segments",
             "Segments",
             "<p>The same paired comparison inside each segment (users resampled within the segment). Empty cells: "
-            "fewer than 5 positives or negatives. A row belongs to every genre of its movie.</p>"
+            f"fewer than {MIN_CLASS_ROWS} positives or negatives. Segments with fewer than {MIN_SEGMENT_USERS} "
+            "users show point values only (marked too few users): no interval or p-value. A row belongs to every "
+            "genre of its movie.</p>"
             + _image(figures.get("segments"), "segment heatmap")
             + "<details><summary>Segment table</summary>"
             + _table(inputs.segments)
@@ -181,14 +194,22 @@ def render_html(inputs: ReportInputs) -> str:
             "above 0 <em>and</em> DeLong's two-sided p &lt; alpha with a positive difference; "
             "A wins symmetrically; otherwise there is no significant difference.</li>"
             "<li>Ranking metrics are computed per user over that user's test items (users with at least one "
-            "positive); coverage is the share of test items that appear in some user's top k. Coverage (a set "
-            "size: a bootstrap sample holds about 63% of the distinct users) and ECE (a sum of absolute gaps) are "
-            "biased under resampling, so their per-policy intervals may not contain the point estimate; read "
-            "their paired difference B − A instead.</li>"
+            "positive); coverage is the share of test items that appear in some user's top k. Coverage is a set "
+            "size: a bootstrap sample holds about 63% of the distinct users, so every replicate covers fewer "
+            "items and its percentile intervals (for A, B and B − A) would miss the point estimate; it is "
+            "reported as point values without interval or p. ECE (a sum of absolute gaps) is biased upwards "
+            "under resampling, so its per-policy intervals may not contain the point estimate; read its paired "
+            "difference B − A.</li>"
+            "<li>A metric marked <em>uninformative here</em> has both policies at the same end of its range (0 "
+            "or 1) at the point estimate and on every bootstrap replicate (e.g. hit rate at k when every test "
+            "user has many positives): it cannot tell the policies apart on these rows.</li>"
             "<li>Expected calibration error: 10 equal-width bins, |observed − predicted positives| / rows.</li>"
             "<li>Cross-validation folds cut the training and validation rows (the test split stays untouched); "
-            "features are rebuilt per fold from that fold's training part; the per-fold difference is tested "
-            "with the Nadeau-Bengio corrected t-test.</li></ul>",
+            "with prepare's temporal split they go forward in time (each fold trains on the past and is scored "
+            "on the next block, early stopping on the latest rows of its training part), otherwise they are "
+            "random K-fold; features are rebuilt per fold from that fold's training part; the per-fold "
+            "difference is tested with the Nadeau-Bengio corrected t-test (mean n_test/n_train over folds).</li>"
+            "</ul>",
         ),
     ]
     return (
@@ -202,8 +223,10 @@ def _cross_validation_body(result: CrossValidationResult | None, figures: Mappin
     if result is None:
         return "<p>Disabled (cv_folds = 0 or 1).</p>"
     return (
+        f"<p><b>Scheme: {html.escape(result.description)}.</b></p>"
         "<p>Both policies refit with their logged parameters on each fold; mean ± std over folds, the paired "
-        "per-fold difference B − A and the Nadeau-Bengio corrected t-test.</p>"
+        "per-fold difference B − A and the Nadeau-Bengio corrected t-test (variance inflated by the mean "
+        "n_test/n_train of the folds).</p>"
         + _table(result.summary)
         + _image(figures.get("cross_validation"), "cross-validation box plots")
         + "<details><summary>Per-fold metrics</summary>"

@@ -3,7 +3,8 @@
 Segments: how much training history the user and the item have (cold start), item popularity quartile, each
 genre (a row belongs to every genre of its movie), gender and age band. Each segment gets its counts, A's and
 B's metrics and the difference B − A with a paired user-clustered bootstrap interval, resampling users within
-the segment.
+the segment. A segment with fewer than ``MIN_SEGMENT_USERS`` users gets point values only (a bootstrap over 2 or 3
+users gives intervals and p-values that look precise and mean nothing), marked in its ``note`` column.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from ab_router.schema import GENRE_COLUMNS, GENRES, ITEM_ID, USER_ID
-from steps.evaluation.bootstrap import BootstrapConfig, compare_policies
-from steps.evaluation.metrics import EvalRows, policy_statistics
+from steps.evaluation.bootstrap import BootstrapConfig, MetricComparison, compare_policies
+from steps.evaluation.metrics import EvalRows, higher_is_better, point_metrics, policy_statistics
 
 SEGMENT_METRICS: tuple[str, ...] = ("auc", "pr_auc", "logloss", "brier")
 # Training interactions of a user / an item: 0 = cold start.
@@ -27,6 +28,11 @@ AGE_EDGES: tuple[float, ...] = (0, 18, 25, 35, 45, 50, 56, np.inf)
 AGE_LABELS: tuple[str, ...] = ("<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+")
 # A segment needs this many positives and negatives for AUC to mean anything.
 MIN_CLASS_ROWS = 5
+# A segment needs this many users (the bootstrap's clusters) for intervals and p-values; below, point values only.
+MIN_SEGMENT_USERS = 20
+TOO_FEW_USERS_NOTE = f"too few users (< {MIN_SEGMENT_USERS}): point values only, no interval or p-value"
+TOO_FEW_ROWS_NOTE = f"fewer than {MIN_CLASS_ROWS} positives or negatives: not measured"
+COUNT_COLUMNS: tuple[str, ...] = ("family", "segment", "n_rows", "n_users", "positive_rate")
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,11 @@ def compare_segments(
     config: BootstrapConfig,
     metrics: Sequence[str] = SEGMENT_METRICS,
 ) -> pd.DataFrame:
-    """One row per (segment, metric): counts, A, B, B − A with intervals; NaN where a segment is too small."""
+    """One row per (segment, metric): counts, A, B, B − A with intervals, and a ``note``.
+
+    Fewer than ``MIN_CLASS_ROWS`` positives or negatives: no values. Fewer than ``MIN_SEGMENT_USERS`` users: A, B
+    and B − A as point values, intervals and p NaN. The note says which (empty when the segment is measured).
+    """
     records = []
     for segment in segments:
         subset = rows.subset(segment.mask)
@@ -98,15 +108,27 @@ def compare_segments(
             "n_users": subset.n_users,
             "positive_rate": positives / subset.n_rows,
         }
-        if min(positives, negatives) < MIN_CLASS_ROWS or subset.n_users < 2:
-            records += [{**counts, "metric": metric} for metric in metrics]
+        if min(positives, negatives) < MIN_CLASS_ROWS:
+            records += [{**counts, "metric": metric, "note": TOO_FEW_ROWS_NOTE} for metric in metrics]
             continue
-        table = compare_policies(
-            policy_statistics(subset, scores_a[segment.mask]),
-            policy_statistics(subset, scores_b[segment.mask]),
-            subset.n_users,
-            metrics,
-            config,
-        )
-        records += [{**counts, **asdict(row)} for row in table]
-    return pd.DataFrame.from_records(records)
+        stats_a = policy_statistics(subset, scores_a[segment.mask])
+        stats_b = policy_statistics(subset, scores_b[segment.mask])
+        if subset.n_users < MIN_SEGMENT_USERS:
+            point_a, point_b = point_metrics(stats_a, metrics), point_metrics(stats_b, metrics)
+            records += [
+                {
+                    **counts,
+                    "metric": metric,
+                    "a": point_a[metric],
+                    "b": point_b[metric],
+                    "diff": point_b[metric] - point_a[metric],
+                    "higher_is_better": higher_is_better(metric),
+                    "note": TOO_FEW_USERS_NOTE,
+                }
+                for metric in metrics
+            ]
+            continue
+        table = compare_policies(stats_a, stats_b, subset.n_users, metrics, config)
+        records += [{**counts, **asdict(row), "note": ""} for row in table]
+    columns = [*COUNT_COLUMNS, "metric", *MetricComparison.__dataclass_fields__, "note"]
+    return pd.DataFrame.from_records(records).reindex(columns=list(dict.fromkeys(columns)))
