@@ -48,6 +48,7 @@ from steps.evaluation.inputs import PolicySource, resolve_policy, shared_prepare
 from steps.evaluation.metrics import all_metrics
 from steps.evaluation.report import ReportInputs, render_html
 from steps.lineage import load_prepared, step_run
+from steps.tracking_store import ensure_store_ready
 from steps.training import log_resolved_params
 
 log = logging.getLogger(__name__)
@@ -124,12 +125,14 @@ def main(argv: Sequence[str] | None = None) -> str:
     cv_jobs = cross_validation_jobs(params.cv_jobs)  # checked before a run exists
     cv_folds = check_cv_folds(params.cv_folds)
     started = time.perf_counter()
+    # Resolved before the run starts (read-only lookups), so a bad run id or model URI leaves no failed run.
+    ensure_store_ready()
+    sources = {
+        "A": resolve_policy("A", run_id=params.train_a_run, model_uri=params.policy_a_uri),
+        "B": resolve_policy("B", run_id=params.train_b_run, model_uri=params.policy_b_uri),
+    }
+    prepare_run = shared_prepare_run(sources["A"], sources["B"], requested=params.prepare_run)
     with step_run("evaluate") as run:
-        sources = {
-            "A": resolve_policy("A", run_id=params.train_a_run, model_uri=params.policy_a_uri),
-            "B": resolve_policy("B", run_id=params.train_b_run, model_uri=params.policy_b_uri),
-        }
-        prepare_run = shared_prepare_run(sources["A"], sources["B"], requested=params.prepare_run)
         log_resolved_params(
             {
                 "prepare_run": prepare_run,

@@ -279,9 +279,14 @@ def test_negative_cv_folds_is_refused_before_a_run_exists():
 
 
 def test_unknown_model_uri_names_the_policy_and_the_parameter():
-    with pytest.raises(
-        LineageError, match=r"policy A: cannot resolve policy_a_uri='models:/nope@PolicyA': .*nope"
-    ):
+    expected = r"policy A: cannot resolve policy_a_uri='models:/nope@PolicyA': .*nope"
+    with pytest.raises(LineageError, match=expected):
         resolve_policy("A", model_uri="models:/nope@PolicyA")
     with pytest.raises(LineageError, match=r"policy B: cannot resolve policy_b_uri='file:/x'"):
         resolve_policy("B", model_uri="file:/x")
+    client = MlflowClient()
+    experiment = mlflow.tracking.fluent._get_experiment_id()
+    before = len(client.search_runs([experiment], max_results=50_000))
+    with pytest.raises(LineageError, match=expected):
+        evaluate.main(["--policy_a_uri", "models:/nope@PolicyA", "--cv_folds", "0"])
+    assert len(client.search_runs([experiment], max_results=50_000)) == before  # no failed run left behind
