@@ -5,7 +5,9 @@ Modules, each with one job:
 - ``metrics``: the metrics of one policy as functions of per-user bootstrap weights (point estimate = all ones).
 - ``delong``: DeLong's test for two correlated AUCs (written by hand: no kept library has it).
 - ``bootstrap``: paired, user-clustered bootstrap intervals and the decision rule.
-- ``segments``: the same comparison within cold-start, popularity, genre, gender and age segments.
-- ``crossval``: K-fold retraining of both policies with their logged parameters.
+- ``segments``: the same comparison within cold-start, popularity, genre, gender and age segments (point values
+  only below a minimum number of users).
+- ``crossval``: retraining of both policies with their logged parameters on folds (forward in time for a
+  temporal split, random K-fold otherwise).
 - ``plots`` and ``report``: figures and one self-contained HTML report.
 """

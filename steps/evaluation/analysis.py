@@ -139,8 +139,9 @@ def headline_metrics(result: EvaluationResult) -> dict[str, float]:
     """The numbers logged as metrics of the evaluate run.
 
     ``a.<metric>`` / ``b.<metric>`` with ``.ci_low`` / ``.ci_high``, ``diff.<metric>`` (B − A) with its interval
-    and bootstrap ``.p_value``, ``delong.*``, ``decision.*`` (winner code: 1 = B, 0 = none, −1 = A) and
-    ``cv.*`` (mean and std over folds, corrected p of the paired difference).
+    and bootstrap ``.p_value`` (coverage: point values only, its resampled intervals are biased), ``delong.*``,
+    ``decision.*`` (winner code: 1 = B, 0 = none, −1 = A) and ``cv.*`` (mean and std over folds, corrected p of
+    the paired difference).
     """
     out: dict[str, float] = {}
     for row in result.table:
