@@ -36,7 +36,7 @@ from steps.cli import (
     parse_params,
 )
 from steps.config import PROJECT_DIR, STEP_TAG
-from steps.evaluate import cross_validation_jobs
+from steps.evaluate import check_cv_folds, cross_validation_jobs
 from steps.evaluation.analysis import EvaluationConfig
 from steps.experiment import ExperimentSpec
 from steps.lineage import step_run
@@ -125,6 +125,7 @@ def _check_train_b(params: argparse.Namespace, _: Mapping[str, argparse.Namespac
 def _check_evaluate(params: argparse.Namespace, _: Mapping[str, argparse.Namespace]) -> None:
     EvaluationConfig(alpha=params.alpha, n_bootstrap=params.n_bootstrap, k=params.k, seed=params.seed)
     cross_validation_jobs(params.cv_jobs)
+    check_cv_folds(params.cv_folds)
 
 
 def _check_register(params: argparse.Namespace, _: Mapping[str, argparse.Namespace]) -> None:
@@ -132,7 +133,6 @@ def _check_register(params: argparse.Namespace, _: Mapping[str, argparse.Namespa
 
 
 def _check_router(params: argparse.Namespace, _: Mapping[str, argparse.Namespace]) -> None:
-    inherit_defaults(params, "register", ["model_name"])
     _validate_model_name(params.router_model_name)
     AssignmentConfig(split=params.split, salt=params.salt, assignment=params.assignment)
 

@@ -24,6 +24,7 @@ from steps import registry
 from steps.cli import configure_logging, parse_params
 from steps.config import STEP_TAG
 from steps.lineage import LineageError, current_experiment_id, resolve_upstream_run, step_run
+from steps.tracking_store import ensure_store_ready
 from steps.training import effective_params, log_resolved_params
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     configure_logging()
     client = MlflowClient()
     # Every lineage check comes before the run opens, so a refused pair creates no version and moves no alias.
+    ensure_store_ready()
     training_runs = {arm: _training_run(client, arm, getattr(params, f"train_{arm.lower()}_run")) for arm in "AB"}
     prepare_runs = {arm: _prepare_run(client, r) for arm, r in training_runs.items()}
     registry.shared_prepare_run(prepare_runs)

@@ -47,6 +47,11 @@ PIPELINE = active_steps(entry_points())
             "positive int, got 0; nothing was run",
         ),
         (
+            {"cv_folds": "-1"},
+            "step evaluate would reject the parameters main passes it {'cv_folds': '-1'}: cv_folds must be 0 or 1 "
+            "(no cross-validation) or >= 2 folds, got -1; nothing was run",
+        ),
+        (
             {"days": "0"},
             "step simulate would reject the parameters main passes it {'days': '0'}: parameter days must be an "
             "integer >= 1, got 0; nothing was run",
