@@ -8,17 +8,19 @@ would make one.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import mlflow
 import pandas as pd
 from mlflow.entities import Run
+from mlflow.environment_variables import MLFLOW_RUN_ID
 from mlflow.tracking import MlflowClient
 
 from steps.config import (
@@ -37,7 +39,9 @@ from steps.tracking_store import ensure_store_ready, retry_when_locked
 log = logging.getLogger(__name__)
 
 
-# On a step's run whose body raised: "<Type>: <message>" (main's StepFailedError and step table show it).
+_Params = ParamSpec("_Params")
+_Result = TypeVar("_Result")
+# On a failed step's run (by step_run, records_failure): "<Type>: <message>"; main's StepFailedError shows it.
 ERROR_TAG = "abtest.error"
 ERROR_TAG_CHARS = 500
 
@@ -131,6 +135,27 @@ def step_run(step: str) -> Iterator[mlflow.ActiveRun]:
         except Exception as exc:
             _tag_error(run.info.run_id, exc)
             raise
+
+
+def records_failure(main: Callable[_Params, _Result]) -> Callable[_Params, _Result]:
+    """Decorate a step's ``main`` so an error raised before :func:`step_run` is tagged too.
+
+    ``mlflow run`` creates the step's run (``MLFLOW_RUN_ID``) before the step starts, so a check that fails
+    before the step opens it (a bad parameter, a refused lineage) still leaves a FAILED run: it gets the same
+    :data:`ERROR_TAG`. Run in process without ``mlflow run`` there is no such run, and nothing is tagged.
+    """
+
+    @functools.wraps(main)
+    def run_and_record(*args: _Params.args, **kwargs: _Params.kwargs) -> _Result:
+        try:
+            return main(*args, **kwargs)
+        except Exception as exc:
+            run_id = MLFLOW_RUN_ID.get()
+            if run_id:
+                _tag_error(run_id, exc)
+            raise
+
+    return run_and_record
 
 
 def error_text(exc: BaseException) -> str:

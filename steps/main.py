@@ -39,7 +39,7 @@ from steps.config import PROJECT_DIR, STEP_TAG
 from steps.evaluate import check_cv_folds, cross_validation_jobs
 from steps.evaluation.analysis import EvaluationConfig
 from steps.experiment import ExperimentSpec
-from steps.lineage import step_run
+from steps.lineage import records_failure, step_run
 from steps.pipeline import (
     CODE_VERSION_TAG,
     UPSTREAM_TAG,
@@ -249,6 +249,7 @@ def child_summary(run_ids: Mapping[str, str], client: MlflowClient) -> tuple[dic
     return tags, metrics
 
 
+@records_failure
 def main(argv: Sequence[str] | None = None) -> str:
     """Run or reuse every step, record the step table and summary on this run, and return its id."""
     namespace = parse_params("main", argv, description=__doc__)

@@ -299,8 +299,9 @@ def mlflow_launcher(*, project_uri: str, env_manager: str, experiment_id: str) -
 def failure_reason(run_id: str | None, fallback: str, *, client: MlflowClient | None = None) -> str:
     """Why a step's run failed: its :data:`~steps.lineage.ERROR_TAG` ("<Type>: <message>"), else ``fallback``.
 
-    A step that failed before opening its run (a parameter check) has no such tag; the reason is then only in its
-    console output, and the fallback says so.
+    A step whose ``main`` is not decorated with :func:`~steps.lineage.records_failure` and that failed before
+    opening its run (a parameter check) has no such tag; the reason is then only in its console output, and the
+    fallback says so.
     """
     if run_id:
         try:
@@ -309,7 +310,7 @@ def failure_reason(run_id: str | None, fallback: str, *, client: MlflowClient | 
             reason = None
         if reason:
             return reason
-    return f"{fallback} (before opening its step run, so no {ERROR_TAG} tag: the cause is in the output above)"
+    return f"{fallback} (the step recorded no {ERROR_TAG} tag: the cause is in its output above)"
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from steps import registry
 from steps.cli import configure_logging, parse_params
 from steps.config import STEP_TAG
-from steps.lineage import LineageError, current_experiment_id, resolve_upstream_run, step_run
+from steps.lineage import LineageError, current_experiment_id, records_failure, resolve_upstream_run, step_run
 from steps.tracking_store import ensure_store_ready
 from steps.training import effective_params, log_resolved_params
 
@@ -78,6 +78,7 @@ def _evaluate_run(client: MlflowClient, run_id: str, training_runs: dict[str, Ru
     return None
 
 
+@records_failure
 def main(argv: Sequence[str] | None = None) -> str:
     """Register both policies and set their aliases; returns the register run's id."""
     params = parse_params("register", argv, description=__doc__)

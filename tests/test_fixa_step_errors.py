@@ -8,6 +8,8 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from steps import register
+from steps.config import STEP_TAG
 from steps.lineage import ERROR_TAG, ERROR_TAG_CHARS, step_run
 from steps.pipeline import StepFailedError, failure_reason, mlflow_launcher
 from tests.conftest import PROJECT_DIR
@@ -33,7 +35,9 @@ def test_failure_reason_falls_back_when_the_run_has_no_error_tag(fresh_tracking:
     with mlflow.start_run() as run:
         pass
     reason = failure_reason(run.info.run_id, "Run (ID 'abc') failed")
-    assert reason.startswith("Run (ID 'abc') failed (before opening its step run")
+    assert (
+        reason == "Run (ID 'abc') failed (the step recorded no abtest.error tag: the cause is in its output above)"
+    )
     assert failure_reason(None, "boom").startswith("boom (")
 
 
@@ -43,11 +47,22 @@ entry_points:
     parameters:
       split: {type: float, default: 2.0}
     command: python boom.py {split}
+  early:
+    command: python early.py
 """
 BOOM_STEP = """import sys
 from steps.lineage import step_run
 with step_run("router"):
     raise ValueError(f"split must be a number in [0, 1], got {float(sys.argv[1])}")
+"""
+# A step whose check fails before it opens its run, as register's lineage checks do.
+EARLY_STEP = """from steps.lineage import records_failure
+
+@records_failure
+def main():
+    raise ValueError("policies A and B must be trained on the same prepare run")
+
+main()
 """
 
 
@@ -58,6 +73,7 @@ def test_launcher_puts_the_step_error_in_step_failed_error(
     project.mkdir()
     (project / "MLproject").write_text(BOOM_PROJECT)
     (project / "boom.py").write_text(BOOM_STEP)
+    (project / "early.py").write_text(EARLY_STEP)
     monkeypatch.setenv("PYTHONPATH", str(PROJECT_DIR))
     experiment_id = mlflow.get_experiment_by_name("abtest-fresh").experiment_id
     launch = mlflow_launcher(project_uri=str(project), env_manager="local", experiment_id=experiment_id)
@@ -68,3 +84,30 @@ def test_launcher_puts_the_step_error_in_step_failed_error(
     assert str(failure) == (
         f"step boom failed (run {failure.run_id}): ValueError: split must be a number in [0, 1], got 2.0"
     )
+
+    with pytest.raises(StepFailedError) as raised:
+        launch("early", {})
+    early = raised.value
+    assert str(early) == (
+        f"step early failed (run {early.run_id}): "
+        "ValueError: policies A and B must be trained on the same prepare run"
+    )
+    assert MlflowClient().get_run(early.run_id).info.status == "FAILED"
+
+
+def test_register_records_a_refusal_before_its_run_on_the_launched_run(
+    fresh_tracking: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def finished(tags: dict[str, str]) -> str:
+        with mlflow.start_run() as run:
+            mlflow.set_tags(tags)
+        return run.info.run_id
+
+    train_a = finished({STEP_TAG: "train_a", "abtest.prepare_run": finished({STEP_TAG: "prepare"})})
+    train_b = finished({STEP_TAG: "train_b", "abtest.prepare_run": finished({STEP_TAG: "prepare"})})
+    launched = MlflowClient().create_run(mlflow.get_experiment_by_name("abtest-fresh").experiment_id)
+    monkeypatch.setenv("MLFLOW_RUN_ID", launched.info.run_id)  # as `mlflow run . -e register` sets it
+    with pytest.raises(ValueError, match="same prepare run"):
+        register.main(["--train_a_run", train_a, "--train_b_run", train_b])
+    tag = MlflowClient().get_run(launched.info.run_id).data.tags[ERROR_TAG]
+    assert tag.startswith("ValueError: policies A and B must be trained on the same prepare run, got A on prepare")
