@@ -26,7 +26,7 @@ from steps import registry
 from steps.abstats.config import AnalysisConfig
 from steps.abstats.srm import srm_test
 from steps.cli import configure_logging, inherit_defaults, parse_params
-from steps.lineage import load_prepared, step_run
+from steps.lineage import load_prepared, records_failure, step_run
 from steps.training import log_resolved_params
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ def summarise_assignments(routed: pd.DataFrame, *, split: float) -> AssignmentSu
     )
 
 
+@records_failure
 def main(argv: Sequence[str] | None = None) -> str:
     """Route a sample of test users through the live router and print the assignment table; returns the run id."""
     params = inherit_defaults(parse_params("demo", argv, description=__doc__), "router", ["router_model_name"])

@@ -47,7 +47,7 @@ from steps.evaluation.crossval import (
 from steps.evaluation.inputs import PolicySource, resolve_policy, shared_prepare_run
 from steps.evaluation.metrics import all_metrics
 from steps.evaluation.report import ReportInputs, render_html
-from steps.lineage import load_prepared, step_run
+from steps.lineage import load_prepared, records_failure, step_run
 from steps.tracking_store import ensure_store_ready
 from steps.training import log_resolved_params
 
@@ -117,6 +117,7 @@ def cross_validation_jobs(requested: int) -> int:
     return requested or len(os.sched_getaffinity(0))
 
 
+@records_failure
 def main(argv: Sequence[str] | None = None) -> str:
     """Compare A and B, log metrics, tags, tables and the HTML report; returns the evaluate run's id."""
     params = parse_params("evaluate", argv, description=__doc__)

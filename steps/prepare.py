@@ -43,7 +43,7 @@ from steps.config import (
     USERS_FILE,
 )
 from steps.features import FeatureTables, build_features
-from steps.lineage import step_run
+from steps.lineage import records_failure, step_run
 from steps.movielens import MovieLensTables
 from steps.sources import SOURCES, AcquiredData, acquire
 from steps.split import SPLIT_MODES, split_interactions, split_profile, validate_fractions
@@ -159,6 +159,7 @@ def _profile_metrics(profile: Mapping[str, object]) -> dict[str, float]:
     return metrics
 
 
+@records_failure
 def main(argv: Sequence[str] | None = None) -> str:
     """Run the prepare step; returns the MLflow run id."""
     params = parse_params("prepare", argv, description=__doc__.split("\n\n")[0])

@@ -43,7 +43,7 @@ from steps.config import (
     PROJECT_DIR,
     USER_FEATURES_FILE,
 )
-from steps.lineage import step_run
+from steps.lineage import records_failure, step_run
 from steps.training import log_resolved_params
 
 log = logging.getLogger(__name__)
@@ -151,6 +151,7 @@ def log_router(
     )
 
 
+@records_failure
 def main(argv: Sequence[str] | None = None) -> str:
     """Log, register and alias the router; returns the router run's id."""
     params = inherit_defaults(parse_params("router", argv, description=__doc__), "register", ["model_name"])

@@ -31,7 +31,7 @@ from steps.experiment import (
     resolve_router,
     run_experiment,
 )
-from steps.lineage import LineageError, load_prepared, resolve_upstream_run, step_run
+from steps.lineage import LineageError, load_prepared, records_failure, resolve_upstream_run, step_run
 from steps.readout import write_readout
 from steps.training import log_resolved_params
 
@@ -58,6 +58,7 @@ def check_params(params) -> None:
         check_endpoint(params.endpoint_url, model_uri=params.router_uri)
 
 
+@records_failure
 def main(argv: Sequence[str] | None = None) -> str:
     """Simulate the experiment and log its readout; returns the run id."""
     params = inherit_defaults(parse_params("simulate", argv, description=__doc__), "prepare", ["seed"])

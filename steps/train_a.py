@@ -17,7 +17,7 @@ import mlflow
 from ab_router import schema
 from steps import policies, policy_plots, training
 from steps.cli import configure_logging, parse_params
-from steps.lineage import load_prepared, step_run
+from steps.lineage import load_prepared, records_failure, step_run
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 SKOPS_TRUSTED_TYPES = ["numpy.dtype"]
 
 
+@records_failure
 def main(argv: Sequence[str] | None = None) -> str:
     """Train policy A and log it; returns the run id."""
     namespace = parse_params("train_a", argv, description=__doc__)

@@ -19,11 +19,12 @@ import mlflow
 
 from steps import policies, policy_plots, training
 from steps.cli import configure_logging, parse_params
-from steps.lineage import load_prepared, step_run
+from steps.lineage import load_prepared, records_failure, step_run
 
 log = logging.getLogger(__name__)
 
 
+@records_failure
 def main(argv: Sequence[str] | None = None) -> str:
     """Train policy B and log it; returns the run id."""
     namespace = parse_params("train_b", argv, description=__doc__)
