@@ -25,7 +25,7 @@ from ab_router.schema import ITEM_ID, USER_ID
 from steps import registry
 from steps.abstats.config import AnalysisConfig
 from steps.abstats.srm import srm_test
-from steps.cli import configure_logging, inherit_defaults, parse_params
+from steps.cli import check_seed, configure_logging, inherit_defaults, parse_params
 from steps.lineage import load_prepared, records_failure, step_run
 from steps.training import log_resolved_params
 
@@ -82,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     """Route a sample of test users through the live router and print the assignment table; returns the run id."""
     params = inherit_defaults(parse_params("demo", argv, description=__doc__), "router", ["router_model_name"])
     configure_logging()
+    check_seed(params.seed)
     client = MlflowClient()
     with step_run("demo") as run:
         version = registry.version_by_alias(client, params.router_model_name, registry.ROUTER_ALIAS)

@@ -29,7 +29,7 @@ import pandas as pd
 from ab_router.policy import positive_scores
 from ab_router.schema import to_feature_frame
 from steps import features, policies
-from steps.cli import configure_logging, parse_params
+from steps.cli import check_seed, configure_logging, parse_params
 from steps.evaluation.analysis import (
     EvaluationConfig,
     EvaluationResult,
@@ -122,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     """Compare A and B, log metrics, tags, tables and the HTML report; returns the evaluate run's id."""
     params = parse_params("evaluate", argv, description=__doc__)
     configure_logging()
+    check_seed(params.seed)
     config = EvaluationConfig(alpha=params.alpha, n_bootstrap=params.n_bootstrap, k=params.k, seed=params.seed)
     cv_jobs = cross_validation_jobs(params.cv_jobs)  # checked before a run exists
     cv_folds = check_cv_folds(params.cv_folds)

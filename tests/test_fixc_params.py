@@ -8,7 +8,7 @@ import mlflow
 import pytest
 import requests
 
-from steps import experiment, prepare, simulate, train_b
+from steps import demo, evaluate, experiment, prepare, simulate, train_b
 from steps.cli import MAX_SEED, check_seed, inherit_defaults, parse_params
 
 
@@ -46,6 +46,14 @@ def test_prepare_rejects_a_negative_seed_before_a_run(fresh_tracking):
     before = _run_count()
     with pytest.raises(ValueError, match=r"parameter seed must be an integer from 0 to \d+, got -1"):
         prepare.main(["--seed", "-1"])
+    assert _run_count() == before
+
+
+@pytest.mark.parametrize("step", [evaluate, demo])
+def test_evaluate_and_demo_reject_a_negative_seed_before_a_run(fresh_tracking, step):
+    before = _run_count()
+    with pytest.raises(ValueError, match=r"parameter seed must be an integer from 0 to \d+, got -2"):
+        step.main(["--seed", "-2"])
     assert _run_count() == before
 
 
