@@ -38,7 +38,6 @@ from steps.cli import (
 from steps.config import PROJECT_DIR, STEP_TAG
 from steps.evaluate import check_cv_folds, cross_validation_jobs
 from steps.evaluation.analysis import EvaluationConfig
-from steps.experiment import ExperimentSpec
 from steps.lineage import records_failure, step_run
 from steps.pipeline import (
     CODE_VERSION_TAG,
@@ -142,16 +141,7 @@ def _check_simulate(params: argparse.Namespace, others: Mapping[str, argparse.Na
     simulate.check_params(params)
     if "router" in others:
         # The router this pipeline registers is the one simulated; an A/B test needs both arms (0 < split < 1).
-        ExperimentSpec(
-            environment=params.environment,
-            days=params.days,
-            users_per_day=params.users_per_day,
-            k=params.k,
-            n_unseen=params.n_unseen,
-            seed=params.seed,
-            alpha=params.alpha,
-            split=others["router"].split,
-        )
+        simulate.experiment_spec(params, split=others["router"].split)
 
 
 # Each step's own pre-run checks, applied to the values main would pass it. A step without an entry here takes

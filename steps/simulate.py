@@ -40,6 +40,20 @@ log = logging.getLogger(__name__)
 READOUT_DIR = "readout"
 
 
+def experiment_spec(params, *, split: float) -> ExperimentSpec:
+    """The experiment design of simulate's parameters for a router that sends ``split`` of the users to B."""
+    return ExperimentSpec(
+        environment=params.environment,
+        days=params.days,
+        users_per_day=params.users_per_day,
+        k=params.k,
+        n_unseen=params.n_unseen,
+        seed=params.seed,
+        alpha=params.alpha,
+        split=split,
+    )
+
+
 def check_params(params) -> None:
     """Everything that can be checked without the router: the design, the seed and that the endpoint answers.
 
@@ -80,16 +94,7 @@ def main(argv: Sequence[str] | None = None) -> str:
             split = router.split if router.split is not None else split
         if split is None:
             raise LineageError(f"router {router.model_uri} records no split (tag abtest.split or model config)")
-        spec = ExperimentSpec(
-            environment=params.environment,
-            days=params.days,
-            users_per_day=params.users_per_day,
-            k=params.k,
-            n_unseen=params.n_unseen,
-            seed=params.seed,
-            alpha=params.alpha,
-            split=split,
-        )
+        spec = experiment_spec(params, split=split)
         log_resolved_params({**vars(params), "prepare_run": prepare_run, "seed": spec.seed, "split": split})
         mlflow.set_tags({"abtest.prepare_run": prepare_run, "abtest.router_uri": router.model_uri})
         outcome = run_experiment(load_prepared(prepare_run), scorer, spec)
