@@ -76,22 +76,24 @@ def router_config(assignment: AssignmentConfig, *, versions: Mapping[str, tuple[
     }
 
 
+# The router's output columns and their types, written once: the signature and the empty answer both read it.
+OUTPUT_TYPES: dict[str, DataType] = {
+    USER_ID: DataType.long,
+    ITEM_ID: DataType.long,
+    "policy": DataType.string,
+    "model_name": DataType.string,
+    "model_version": DataType.string,
+    "score": DataType.double,
+    "bucket": DataType.long,
+    "cold_user": DataType.boolean,
+    "cold_item": DataType.boolean,
+}
+
+
 def router_signature(*, split: float) -> ModelSignature:
     """Input/output schema and the inference params (``split`` defaults to the configured split)."""
     inputs = Schema([ColSpec(DataType.long, USER_ID), ColSpec(DataType.long, ITEM_ID)])
-    outputs = Schema(
-        [
-            ColSpec(DataType.long, USER_ID),
-            ColSpec(DataType.long, ITEM_ID),
-            ColSpec(DataType.string, "policy"),
-            ColSpec(DataType.string, "model_name"),
-            ColSpec(DataType.string, "model_version"),
-            ColSpec(DataType.double, "score"),
-            ColSpec(DataType.long, "bucket"),
-            ColSpec(DataType.boolean, "cold_user"),
-            ColSpec(DataType.boolean, "cold_item"),
-        ]
-    )
+    outputs = Schema([ColSpec(kind, column) for column, kind in OUTPUT_TYPES.items()])
     params = ParamSchema(
         [ParamSpec("split", DataType.double, float(split)), ParamSpec("force_policy", DataType.string, "")]
     )
@@ -100,18 +102,13 @@ def router_signature(*, split: float) -> ModelSignature:
 
 def empty_output() -> pd.DataFrame:
     """The router's answer to a request without rows: no rows, every output column with its dtype."""
-    dtypes = {
-        USER_ID: np.int64,
-        ITEM_ID: np.int64,
-        "policy": object,
-        "model_name": object,
-        "model_version": object,
-        "score": np.float64,
-        "bucket": np.int64,
-        "cold_user": bool,
-        "cold_item": bool,
-    }
-    return pd.DataFrame({column: pd.Series(dtype=dtypes.get(column, object)) for column in OUTPUT_COLUMNS})
+    # pandas keeps strings as object columns; numpy's own string dtype would be fixed-width.
+    return pd.DataFrame(
+        {
+            column: pd.Series(dtype=object if kind == DataType.string else kind.to_numpy())
+            for column, kind in OUTPUT_TYPES.items()
+        }
+    )
 
 
 def _bad_request(message: str) -> MlflowException:

@@ -22,13 +22,15 @@ from ab_router.model import (
     FEATURE_DEFAULTS_ARTIFACT,
     ITEM_FEATURES_ARTIFACT,
     OUTPUT_COLUMNS,
+    OUTPUT_TYPES,
     USER_FEATURES_ARTIFACT,
     ABRouterModel,
+    empty_output,
     router_config,
     router_signature,
 )
 from ab_router.policy import positive_scores
-from ab_router.schema import to_feature_frame
+from ab_router.schema import ROUTER_OUTPUT_COLUMNS, to_feature_frame
 from steps.config import FEATURE_DEFAULTS_FILE, ITEM_FEATURES_FILE, USER_FEATURES_FILE
 from tests.fixtures_router import (
     REQUIREMENTS,
@@ -267,3 +269,19 @@ def test_router_scores_policy_a_with_its_compiled_pipeline(router) -> None:
     # numpy compilation of it (ab_router.linear), which it checked against predict_proba when it loaded.
     scorer = router.unwrap_python_model().scorers["A"]
     assert getattr(scorer.predict, "__self__", None).__class__.__name__ == "LinearScorer"
+
+
+def test_output_types_list_the_router_output_columns_in_order() -> None:
+    assert tuple(OUTPUT_TYPES) == ROUTER_OUTPUT_COLUMNS
+    assert router_signature(split=0.5).outputs.input_names() == list(ROUTER_OUTPUT_COLUMNS)
+    assert empty_output().dtypes.astype(str).to_dict() == {
+        "user_id": "int64",
+        "item_id": "int64",
+        "policy": "object",
+        "model_name": "object",
+        "model_version": "object",
+        "score": "float64",
+        "bucket": "int64",
+        "cold_user": "bool",
+        "cold_item": "bool",
+    }
