@@ -22,8 +22,9 @@ from typing import Literal
 
 import numpy as np
 
+from ab_router.arms import CONTROL, TREATMENT
+
 BUCKETS = 10_000
-ARMS: tuple[str, str] = ("A", "B")
 ASSIGNMENT_MODES: tuple[str, ...] = ("hash", "modulo")
 Assignment = Literal["hash", "modulo"]
 
@@ -123,4 +124,4 @@ def assign_arms(user_ids: Iterable[int] | np.ndarray, config: AssignmentConfig) 
     else:
         bucket = hash_buckets(ids, salt=config.salt)
         to_b = bucket < round(config.split * BUCKETS)
-    return Assigned(policy=np.where(to_b, ARMS[1], ARMS[0]), bucket=bucket.astype(np.int64))
+    return Assigned(policy=np.where(to_b, TREATMENT, CONTROL), bucket=bucket.astype(np.int64))

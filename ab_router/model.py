@@ -34,16 +34,24 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 from threadpoolctl import ThreadpoolController
 
-from ab_router.assignment import ARMS, AssignmentConfig, assign_arms, check_split
+from ab_router.arms import ARMS, POLICY_ARMS, TREATMENT
+from ab_router.assignment import AssignmentConfig, assign_arms, check_split
 from ab_router.features import FeatureLookup
 from ab_router.linear import fast_scorer, probe_rows
 from ab_router.policy import Predictor, positive_scores
-from ab_router.schema import ITEM_ID, ROUTER_OUTPUT_COLUMNS, USER_ID, feature_dtypes, to_feature_frame
+from ab_router.schema import (
+    ITEM_ID,
+    ROUTER_OUTPUT,
+    ROUTER_OUTPUT_COLUMNS,
+    USER_ID,
+    feature_dtypes,
+    to_feature_frame,
+)
 
 log = logging.getLogger(__name__)
 
 # Keys of the router's artifacts (paths or models:/ URIs given at log time) and of its model config.
-POLICY_ARTIFACTS: dict[str, str] = {"A": "policy_a", "B": "policy_b"}
+POLICY_ARTIFACTS: dict[str, str] = {arm.name: arm.router_artifact for arm in POLICY_ARMS}
 USER_FEATURES_ARTIFACT = "user_features"
 ITEM_FEATURES_ARTIFACT = "item_features"
 FEATURE_DEFAULTS_ARTIFACT = "feature_defaults"
@@ -76,18 +84,8 @@ def router_config(assignment: AssignmentConfig, *, versions: Mapping[str, tuple[
     }
 
 
-# The router's output columns and their types, written once: the signature and the empty answer both read it.
-OUTPUT_TYPES: dict[str, DataType] = {
-    USER_ID: DataType.long,
-    ITEM_ID: DataType.long,
-    "policy": DataType.string,
-    "model_name": DataType.string,
-    "model_version": DataType.string,
-    "score": DataType.double,
-    "bucket": DataType.long,
-    "cold_user": DataType.boolean,
-    "cold_item": DataType.boolean,
-}
+# The router's output columns as MLflow types (from ab_router.schema.ROUTER_OUTPUT): signature and empty answer.
+OUTPUT_TYPES: dict[str, DataType] = {column: DataType[kind] for column, kind in ROUTER_OUTPUT.items()}
 
 
 def router_signature(*, split: float) -> ModelSignature:
@@ -235,7 +233,7 @@ class ABRouterModel(mlflow.pyfunc.PythonModel):
                     scores[rows] = positive_scores(self.scorers[arm], to_feature_frame(features.loc[rows]))
         names = np.array([self.arms[arm]["model_name"] for arm in ARMS], dtype=object)
         versions = np.array([self.arms[arm]["model_version"] for arm in ARMS], dtype=object)
-        arm_index = (policy == ARMS[1]).astype(np.int64)
+        arm_index = (policy == TREATMENT).astype(np.int64)
         return pd.DataFrame(
             {
                 USER_ID: features[USER_ID].to_numpy(dtype=np.int64),

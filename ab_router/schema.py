@@ -23,18 +23,20 @@ TIMESTAMP = "timestamp"
 LABEL = "label"
 ID_COLUMNS: tuple[str, ...] = (USER_ID, ITEM_ID)
 
-# What the served router returns per row (the router's output schema; simulate reads the same names).
-ROUTER_OUTPUT_COLUMNS: tuple[str, ...] = (
-    USER_ID,
-    ITEM_ID,
-    "policy",
-    "model_name",
-    "model_version",
-    "score",
-    "bucket",
-    "cold_user",
-    "cold_item",
-)
+# What the served router returns per row, with each column's MLflow type: the router's signature, its empty
+# answer, simulate and the tests all read this one mapping.
+ROUTER_OUTPUT: dict[str, str] = {
+    USER_ID: "long",
+    ITEM_ID: "long",
+    "policy": "string",
+    "model_name": "string",
+    "model_version": "string",
+    "score": "double",
+    "bucket": "long",
+    "cold_user": "boolean",
+    "cold_item": "boolean",
+}
+ROUTER_OUTPUT_COLUMNS: tuple[str, ...] = tuple(ROUTER_OUTPUT)
 
 # The 19 genres of ML-100K's u.genre, in file order. ML-1M uses the same names minus "unknown".
 GENRES: tuple[str, ...] = (

@@ -1,7 +1,7 @@
 """Validation of the experiment statistics engine at scale: error rates over many simulated experiments.
 
 The large versions of tests/test_abstats.py. Each row simulates ``--seeds`` experiments from
-:class:`steps.abstats.synthetic.UserPopulation` (users with Beta click propensities, Poisson impressions, a
+:class:`benchmarks.synthetic_users.UserPopulation` (users with Beta click propensities, Poisson impressions, a
 pre-period covariate) and reports the observed rate with its 95% Wilson interval next to the nominal one:
 
 - A/A: false-positive rate of the fixed-horizon test (analysed once) and of the sequential test (peeked daily),
@@ -23,9 +23,9 @@ from collections.abc import Sequence
 import numpy as np
 from statsmodels.stats.proportion import proportion_confint
 
+from abtest.experiment.stats import AnalysisConfig, monitor, power_for_effect, ratio_lift, srm_test
 from benchmarks.harness import machine_line, markdown_table
-from steps.abstats import AnalysisConfig, monitor, power_for_effect, ratio_lift, srm_test
-from steps.abstats.synthetic import UserPopulation
+from benchmarks.synthetic_users import UserPopulation
 
 POPULATION = UserPopulation(ctr=0.1, concentration=20.0, impressions_mean=10.0)
 

@@ -11,7 +11,7 @@ For each size and repeat, in fresh stores:
 - ``main`` cold (empty store), then the identical ``main`` again (cached: every step reused).
 
 Sizes: ``ml-100k`` (the original zip via ``--zip`` / $ABTEST_ML100K_ZIP, else ``source=pypi``), ``ml-1m``
-(synthetic, ML-1M's sizes: 1,000,209 ratings, 6,040 users, 3,706 items, from ``steps.synthetic``) and ``ml-1m-x10``
+(synthetic, ML-1M's sizes: 1,000,209 ratings, 6,040 users, 3,706 items, from ``abtest.data.synthetic``) and ``ml-1m-x10``
 (10x that; slow: choose it explicitly). The scaling exponent is the slope of log(time) against log(ratings).
 
     python -m benchmarks.pipeline --sizes ml-100k,ml-1m --repeats 3
@@ -33,6 +33,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from abtest.data.synthetic import REAL_SIZES, write_synthetic_zip
 from benchmarks.harness import (
     Measurement,
     git_head,
@@ -45,7 +46,6 @@ from benchmarks.harness import (
     snapshot_project,
     start_benchmark_process,
 )
-from steps.synthetic import REAL_SIZES, write_synthetic_zip
 
 log = logging.getLogger("benchmarks.pipeline")
 

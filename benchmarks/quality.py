@@ -5,7 +5,7 @@
     python -m benchmarks.quality --zip ... --seeds 42,1,2,3,4,5      # and how robust the margins are to the seed
 
 For each split mode it runs what the pipeline runs, in process and without MLflow: the data engineer's split,
-``steps.features.build_features``, and the trainers' own fit functions (``steps.policies.fit_policy``) with the
+``abtest.features.build.build_features``, and the trainers' own fit functions (``abtest.policies.models.fit_policy``) with the
 train_a / train_b defaults from MLproject (override with ``--set num_leaves=63``). It prints a markdown table of
 test AUC / logloss and the wall time of each stage, and checks the quality bar of issue 3: with split=autoint,
 B's test AUC >= 0.87, and B beats A on test AUC in every split mode. Exit code 1 when the bar is missed.
@@ -26,13 +26,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from abtest.data.movielens import MovieLensTables
+from abtest.data.sources import acquire
+from abtest.data.split import split_interactions
+from abtest.features.build import build_features
+from abtest.policies.models import classification_metrics, fit_policy, labels_of
 from benchmarks.harness import machine_line, markdown_table
 from steps.cli import configure_logging, parameter_defaults
-from steps.features import build_features
-from steps.movielens import MovieLensTables
-from steps.policies import classification_metrics, fit_policy, labels_of
-from steps.sources import acquire
-from steps.split import split_interactions
 
 log = logging.getLogger("benchmarks.quality")
 

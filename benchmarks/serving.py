@@ -43,6 +43,9 @@ import pandas as pd
 import requests
 
 from ab_router.schema import ITEM_ID, USER_ID, to_feature_frame
+from abtest.experiment.router_client import request_body
+from abtest.experiment.runner import resolve_router
+from abtest.tracking.lineage import load_prepared
 from benchmarks.harness import (
     code_description,
     load_line,
@@ -55,9 +58,7 @@ from benchmarks.harness import (
     start_benchmark_process,
     use_fresh_store,
 )
-from steps.experiment import resolve_router
-from steps.lineage import load_prepared
-from steps.serving import request_body, served_model
+from benchmarks.served import served_model
 
 log = logging.getLogger("benchmarks.serving")
 
@@ -77,8 +78,8 @@ FORCED_B_P50 = "single p50 ms, router forced to B"
 # --------------------------------------------------------------------------------------------------- building
 def build_models(root: Path, *, zip_path: str) -> None:
     """Prepare, train both policies, evaluate, register and log the router into a new store under ``root``."""
+    from abtest.data.synthetic import write_synthetic_zip
     from steps import evaluate, prepare, register, router, train_a, train_b
-    from steps.synthetic import write_synthetic_zip
 
     use_fresh_store(root, "bench-serving")
     if not zip_path:

@@ -6,7 +6,7 @@ repeat, in this order:
 - ``train_b`` end to end: ``mlflow run -e train_b --env-manager local`` (process start, imports, data download,
   fit, metrics, plots, model logging);
 - ``train_b`` in process: ``steps.train_b.main`` (the same minus process start and imports);
-- ``steps.policies.fit_lightgbm`` on the prepared train/val frames (the step's fit: Dataset construction, training
+- ``abtest.policies.models.fit_lightgbm`` on the prepared train/val frames (the step's fit: Dataset construction, training
   with train+val evaluation every round and early stopping);
 - the baselines a user would write: ``lgb.train`` with the same params on the same feature matrix, (a) for the
   same number of rounds the fit trained and without evaluation (the physical cost of the trees), and (b) with the
@@ -34,6 +34,8 @@ import lightgbm as lgb
 import mlflow
 
 from ab_router import schema
+from abtest.policies.models import LightGBMParams, fit_lightgbm, labels_of
+from abtest.tracking.lineage import load_prepared
 from benchmarks.harness import (
     PROJECT_DIR,
     code_description,
@@ -47,14 +49,12 @@ from benchmarks.harness import (
 from benchmarks.pipeline import SIZES, DataSize, Store, data_params, mlflow_run, new_store, parse_sizes
 from steps import train_b
 from steps.cli import parameter_defaults
-from steps.lineage import load_prepared
-from steps.policies import LightGBMParams, fit_lightgbm, labels_of
 
 log = logging.getLogger("benchmarks.training_overhead")
 
 STEP_E2E = "train_b step: mlflow run (end to end)"
 STEP_IN_PROCESS = "train_b step: steps.train_b.main in process"
-FIT = "steps.policies.fit_lightgbm (train+val eval, early stopping)"
+FIT = "abtest.policies.models.fit_lightgbm (train+val eval, early stopping)"
 BARE_SAME_ROUNDS = "bare lgb.train, same rounds, no eval (baseline)"
 BARE_EARLY_STOP = "bare lgb.train, val early stopping"
 IMPORTS = "process start + imports (python -c 'import steps.train_b')"

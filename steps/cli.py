@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from steps.config import PROJECT_DIR
+from abtest.config import PROJECT_DIR
 
 # Random seeds end up in numpy, scikit-learn (random_state < 2**32) and LightGBM (a C int), so the common range.
 MAX_SEED = 2**31 - 1

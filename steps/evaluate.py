@@ -17,80 +17,42 @@ resolved lineage; artifacts
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 
 import mlflow
-import pandas as pd
 
+from ab_router.arms import CONTROL, TREATMENT
 from ab_router.policy import positive_scores
 from ab_router.schema import to_feature_frame
-from steps import features, policies
-from steps.cli import check_seed, configure_logging, parse_params
-from steps.evaluation.analysis import (
+from abtest.evaluation.analysis import (
     EvaluationConfig,
     EvaluationResult,
     decision_tags,
     evaluate_policies,
     headline_metrics,
 )
-from steps.evaluation.crossval import (
+from abtest.evaluation.crossval import (
     CV_SCHEME_DESCRIPTIONS,
     CrossValidationResult,
-    CvScheme,
-    cross_validate,
     cv_scheme_for_split,
+    run_cross_validation,
 )
-from steps.evaluation.inputs import PolicySource, resolve_policy, shared_prepare_run
-from steps.evaluation.metrics import all_metrics
-from steps.evaluation.report import ReportInputs, render_html
-from steps.lineage import load_prepared, records_failure, step_run
-from steps.tracking_store import ensure_store_ready
-from steps.training import log_resolved_params
+from abtest.evaluation.inputs import resolve_policy, shared_prepare_run
+from abtest.evaluation.report import ReportInputs, render_html
+from abtest.tracking import tags
+from abtest.tracking.lineage import load_prepared, records_failure, step_run
+from abtest.tracking.params import log_resolved_params
+from abtest.tracking.store import ensure_store_ready
+from steps.cli import check_seed, configure_logging, parse_params
 
 log = logging.getLogger(__name__)
 
 ARTIFACT_DIR = "evaluation"
-
-
-def run_cross_validation(
-    prepared_train: pd.DataFrame,
-    prepared_val: pd.DataFrame,
-    users: pd.DataFrame,
-    items: pd.DataFrame,
-    sources: dict[str, PolicySource],
-    *,
-    cv_folds: int,
-    seed: int,
-    k: int,
-    cv_jobs: int = 1,
-    scheme: CvScheme = "random",
-) -> CrossValidationResult | None:
-    """K-fold refits of both policies on train ∪ val with their training runs' parameters (None if disabled).
-
-    ``scheme``: ``"forward"`` (in time; for a temporal split) or ``"random"`` (shuffled K-fold).
-    """
-    if cv_folds <= 1:
-        log.info("cross-validation disabled (cv_folds=%d)", cv_folds)
-        return None
-    return cross_validate(
-        pd.concat([prepared_train, prepared_val], ignore_index=True),
-        users,
-        items,
-        params_a=sources["A"].params,
-        params_b=sources["B"].params,
-        n_folds=cv_folds,
-        seed=seed,
-        k=k,
-        metrics=all_metrics(k),
-        build_features=features.build_features,
-        fit_policy=policies.fit_policy,
-        n_jobs=cv_jobs,
-        scheme=scheme,
-    )
 
 
 def _log_tables(result: EvaluationResult, cross_validation: CrossValidationResult | None) -> None:
@@ -117,40 +79,56 @@ def cross_validation_jobs(requested: int) -> int:
     return requested or len(os.sched_getaffinity(0))
 
 
+def evaluation_config(params: argparse.Namespace) -> EvaluationConfig:
+    """The statistics options of evaluate's parameters (the config checks its own ranges)."""
+    return EvaluationConfig(alpha=params.alpha, n_bootstrap=params.n_bootstrap, k=params.k, seed=params.seed)
+
+
+def check_params(params: argparse.Namespace, pipeline: Mapping[str, argparse.Namespace] | None = None) -> None:
+    """Seed, statistics options, cross-validation folds and processes, checked before a run exists.
+
+    ``pipeline`` holds the parameters main passes every step of its pipeline (None when the step runs alone).
+    """
+    check_seed(params.seed)
+    evaluation_config(params)
+    cross_validation_jobs(params.cv_jobs)
+    check_cv_folds(params.cv_folds)
+
+
 @records_failure
 def main(argv: Sequence[str] | None = None) -> str:
     """Compare A and B, log metrics, tags, tables and the HTML report; returns the evaluate run's id."""
     params = parse_params("evaluate", argv, description=__doc__)
     configure_logging()
-    check_seed(params.seed)
-    config = EvaluationConfig(alpha=params.alpha, n_bootstrap=params.n_bootstrap, k=params.k, seed=params.seed)
-    cv_jobs = cross_validation_jobs(params.cv_jobs)  # checked before a run exists
-    cv_folds = check_cv_folds(params.cv_folds)
+    check_params(params)
+    config = evaluation_config(params)
+    cv_jobs = cross_validation_jobs(params.cv_jobs)
+    cv_folds = params.cv_folds
     started = time.perf_counter()
     # Resolved before the run starts (read-only lookups), so a bad run id or model URI leaves no failed run.
     ensure_store_ready()
     sources = {
-        "A": resolve_policy("A", run_id=params.train_a_run, model_uri=params.policy_a_uri),
-        "B": resolve_policy("B", run_id=params.train_b_run, model_uri=params.policy_b_uri),
+        CONTROL: resolve_policy(CONTROL, run_id=params.train_a_run, model_uri=params.policy_a_uri),
+        TREATMENT: resolve_policy(TREATMENT, run_id=params.train_b_run, model_uri=params.policy_b_uri),
     }
-    prepare_run = shared_prepare_run(sources["A"], sources["B"], requested=params.prepare_run)
+    prepare_run = shared_prepare_run(sources[CONTROL], sources[TREATMENT], requested=params.prepare_run)
     with step_run("evaluate") as run:
         log_resolved_params(
             {
                 "prepare_run": prepare_run,
-                "train_a_run": sources["A"].training_run,
-                "train_b_run": sources["B"].training_run,
-                "policy_a_uri": sources["A"].model_uri,
-                "policy_b_uri": sources["B"].model_uri,
+                "train_a_run": sources[CONTROL].training_run,
+                "train_b_run": sources[TREATMENT].training_run,
+                "policy_a_uri": sources[CONTROL].model_uri,
+                "policy_b_uri": sources[TREATMENT].model_uri,
                 "cv_jobs": cv_jobs,
             }
         )
-        mlflow.set_tags({"abtest.prepare_run": prepare_run})
+        mlflow.set_tag(tags.PREPARE_RUN, prepare_run)
         prepared = load_prepared(prepare_run)
         cv_scheme = cv_scheme_for_split(prepared.params.get("split", ""))
         if cv_folds > 1:
             log_resolved_params({"cv_scheme": cv_scheme})
-            mlflow.set_tags({"abtest.cv_scheme": CV_SCHEME_DESCRIPTIONS[cv_scheme]})
+            mlflow.set_tag(tags.CV_SCHEME, CV_SCHEME_DESCRIPTIONS[cv_scheme])
         test = prepared.test
         feature_frame = to_feature_frame(test)
         scores = {
@@ -173,8 +151,8 @@ def main(argv: Sequence[str] | None = None) -> str:
         cv_seconds = time.perf_counter() - cv_started
         result = evaluate_policies(
             test,
-            scores["A"],
-            scores["B"],
+            scores[CONTROL],
+            scores[TREATMENT],
             train=prepared.train,
             users=prepared.users,
             items=prepared.items,

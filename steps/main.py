@@ -3,9 +3,9 @@
 Inputs: the parameters a user tunes (each declared in MLproject's main block with default "", meaning "the owning
 step's default"; main passes on only those set), ``env_manager`` ("" = the one main runs in), ``force`` (reuse
 nothing) and ``until`` (stop after that step). Before any step runs, each set parameter is checked against the
-steps that take it: its type, and its value with each step's own pre-run rule (:data:`VALUE_CHECKS`), so a bad
-value never fails half-way, after `register` has moved aliases.
-Outputs: one child run per step of :data:`steps.pipeline.PIPELINE` that exists in MLproject (each tagged
+steps that take it: its type, and its value with each step's own pre-run rule (``check_params`` in the step's
+module), so a bad value never fails half-way, after `register` has moved aliases.
+Outputs: one child run per step of :data:`abtest.tracking.pipeline.PIPELINE` that exists in MLproject (each tagged
 ``mlflow.parentRunId`` = this run, or reused from an earlier identical launch); on this run, the step table
 (``pipeline/steps.csv``, ``pipeline/steps.md``, tags ``abtest.steps.<entry>.run_id``/``.outcome``, metrics
 ``duration_s.<entry>``) and a summary of the children: their ``abtest.*`` tags and headline metrics.
@@ -14,34 +14,20 @@ Outputs: one child run per step of :data:`steps.pipeline.PIPELINE` that exists i
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_ENV
-from mlflow.utils.validation import _validate_model_name
 
-from ab_router.assignment import AssignmentConfig
-from steps import prepare, simulate
-from steps.cli import (
-    check_seed,
-    configure_logging,
-    entry_point_parameters,
-    entry_points,
-    inherit_defaults,
-    parameter_defaults,
-    parse_params,
-)
-from steps.config import PROJECT_DIR, STEP_TAG
-from steps.evaluate import check_cv_folds, cross_validation_jobs
-from steps.evaluation.analysis import EvaluationConfig
-from steps.lineage import records_failure, step_run
-from steps.pipeline import (
-    CODE_VERSION_TAG,
-    UPSTREAM_TAG,
+from abtest.config import PROJECT_DIR
+from abtest.tracking import tags
+from abtest.tracking.lineage import records_failure, step_run
+from abtest.tracking.pipeline import (
     PipelineResult,
     Step,
     StepRecord,
@@ -54,7 +40,13 @@ from steps.pipeline import (
     step_parameters,
     steps_until,
 )
-from steps.policies import LightGBMParams, LogisticParams
+from steps.cli import (
+    configure_logging,
+    entry_point_parameters,
+    entry_points,
+    parameter_defaults,
+    parse_params,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +54,7 @@ log = logging.getLogger(__name__)
 OWN_PARAMS: tuple[str, ...] = ("env_manager", "force", "until")
 # Steps whose metrics are copied onto main's run (prefixed with the entry point) as the headline numbers.
 SUMMARY_METRIC_STEPS: tuple[str, ...] = ("evaluate", "simulate")
-_NOT_SUMMARISED_TAGS = (STEP_TAG, CODE_VERSION_TAG, UPSTREAM_TAG)
+_NOT_SUMMARISED_TAGS = (tags.STEP, tags.CODE_VERSION, tags.UPSTREAM)
 _NUMERIC = {"int": int, "float": float}
 
 
@@ -107,56 +99,6 @@ def step_namespace(step: Step, user_params: Mapping[str, str]) -> argparse.Names
     return parse_params(step.entry_point, [f"--{name}={value}" for name, value in passed.items()])
 
 
-def _check_prepare(params: argparse.Namespace, _: Mapping[str, argparse.Namespace]) -> None:
-    prepare.check_params(params)
-
-
-def _check_train_a(params: argparse.Namespace, _: Mapping[str, argparse.Namespace]) -> None:
-    check_seed(inherit_defaults(params, "prepare", ["seed"]).seed)
-    LogisticParams.from_params(vars(params))
-
-
-def _check_train_b(params: argparse.Namespace, _: Mapping[str, argparse.Namespace]) -> None:
-    check_seed(inherit_defaults(params, "prepare", ["seed"]).seed)
-    LightGBMParams.from_params(vars(params))
-
-
-def _check_evaluate(params: argparse.Namespace, _: Mapping[str, argparse.Namespace]) -> None:
-    EvaluationConfig(alpha=params.alpha, n_bootstrap=params.n_bootstrap, k=params.k, seed=params.seed)
-    cross_validation_jobs(params.cv_jobs)
-    check_cv_folds(params.cv_folds)
-
-
-def _check_register(params: argparse.Namespace, _: Mapping[str, argparse.Namespace]) -> None:
-    _validate_model_name(params.model_name)  # the registry's own rule (no "/" or ":", ...)
-
-
-def _check_router(params: argparse.Namespace, _: Mapping[str, argparse.Namespace]) -> None:
-    _validate_model_name(params.router_model_name)
-    AssignmentConfig(split=params.split, salt=params.salt, assignment=params.assignment)
-
-
-def _check_simulate(params: argparse.Namespace, others: Mapping[str, argparse.Namespace]) -> None:
-    params = inherit_defaults(params, "prepare", ["seed"])
-    simulate.check_params(params)
-    if "router" in others:
-        # The router this pipeline registers is the one simulated; an A/B test needs both arms (0 < split < 1).
-        simulate.experiment_spec(params, split=others["router"].split)
-
-
-# Each step's own pre-run checks, applied to the values main would pass it. A step without an entry here takes
-# no value main could get wrong.
-VALUE_CHECKS: dict[str, Callable[[argparse.Namespace, Mapping[str, argparse.Namespace]], None]] = {
-    "prepare": _check_prepare,
-    "train_a": _check_train_a,
-    "train_b": _check_train_b,
-    "evaluate": _check_evaluate,
-    "register": _check_register,
-    "router": _check_router,
-    "simulate": _check_simulate,
-}
-
-
 def check_parameter_values(user_params: Mapping[str, str], steps: Sequence[Step]) -> None:
     """Fail before any step runs when a step would reject the value main passes it, with that step's message.
 
@@ -165,11 +107,10 @@ def check_parameter_values(user_params: Mapping[str, str], steps: Sequence[Step]
     """
     namespaces = {step.entry_point: step_namespace(step, user_params) for step in steps}
     for step in steps:
-        check = VALUE_CHECKS.get(step.entry_point)
-        if check is None:
-            continue
+        # Each entry point's module owns its pre-run rule; main applies them, it does not restate them.
+        check_params = importlib.import_module(f"steps.{step.entry_point}").check_params
         try:
-            check(namespaces[step.entry_point], namespaces)
+            check_params(namespaces[step.entry_point], namespaces)
         except (ValueError, MlflowException) as exc:
             given = {
                 main_name: user_params[main_name]
@@ -191,8 +132,8 @@ def _record_step(record: StepRecord) -> None:
     # Tagged as soon as a step is decided, so a main killed half-way still shows how far it got.
     mlflow.set_tags(
         {
-            f"abtest.steps.{record.entry_point}.run_id": record.run_id or "",
-            f"abtest.steps.{record.entry_point}.outcome": record.outcome,
+            tags.step_run_id(record.entry_point): record.run_id or "",
+            tags.step_outcome(record.entry_point): record.outcome,
         }
     )
     mlflow.log_metric(f"duration_s.{record.entry_point}", record.duration_s)
@@ -227,16 +168,16 @@ def child_summary(run_ids: Mapping[str, str], client: MlflowClient) -> tuple[dic
     runs; main repeats them as ``abtest.<entry>.<tag>`` so the parent run answers "what did this pipeline decide
     and register" without opening the children.
     """
-    tags: dict[str, str] = {}
+    summary_tags: dict[str, str] = {}
     metrics: dict[str, float] = {}
     for entry, run_id in run_ids.items():
         run = client.get_run(run_id)
         for key, value in run.data.tags.items():
-            if key.startswith("abtest.") and key not in _NOT_SUMMARISED_TAGS:
-                tags[f"abtest.{entry}.{key.removeprefix('abtest.')}"] = value[:5000]
+            if key.startswith(tags.PREFIX) and key not in _NOT_SUMMARISED_TAGS:
+                summary_tags[tags.summarised(entry, key)] = tags.cut(value)
         if entry in SUMMARY_METRIC_STEPS:
             metrics.update({f"{entry}.{key}": value for key, value in run.data.metrics.items()})
-    return tags, metrics
+    return summary_tags, metrics
 
 
 @records_failure
@@ -257,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         env_tag = client.get_run(run.info.run_id).data.tags.get(MLFLOW_PROJECT_ENV)
         env_manager = resolve_env_manager(namespace.env_manager, env_tag)
         version = code_version(PROJECT_DIR)
-        mlflow.set_tags({CODE_VERSION_TAG: version, "abtest.env_manager": env_manager})
+        mlflow.set_tags({tags.CODE_VERSION: version, tags.ENV_MANAGER: env_manager})
         log.info(
             "pipeline %s; code %s; env manager %s; force %s",
             [s.entry_point for s in steps],
@@ -283,12 +224,12 @@ def main(argv: Sequence[str] | None = None) -> str:
             )
         finally:
             table = _log_step_table(result.records)
-        tags, metrics = child_summary(result.run_ids, client)
-        mlflow.set_tags(tags)
+        summary, metrics = child_summary(result.run_ids, client)
+        mlflow.set_tags(summary)
         if metrics:
             mlflow.log_metrics(metrics)
     print(table.to_string(index=False))  # the human summary at the end of `mlflow run . -e main`
-    for key, value in sorted(tags.items()):
+    for key, value in sorted(summary.items()):
         print(f"{key} = {value}")
     return run.info.run_id
 

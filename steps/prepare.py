@@ -3,7 +3,7 @@
 Inputs (MLproject parameters): dataset, source (auto | local | grouplens | pypi), data_path, split (temporal |
 random | autoint), positive_threshold, val_frac, test_frac, seed.
 
-Outputs (artifacts of the run, read back by ``steps.lineage.load_prepared(run_id)``):
+Outputs (artifacts of the run, read back by ``abtest.tracking.lineage.load_prepared(run_id)``):
 - ``processed/{train,val,test}.parquet``: interaction columns + label + FEATURE_COLUMNS;
 - ``processed/users.parquet``, ``processed/items.parquet``: the normalised user and item tables;
 - ``features/user_features.parquet``, ``features/item_features.parquet``, ``features/defaults.json``: the lookup
@@ -18,10 +18,8 @@ Returns the run id.
 
 from __future__ import annotations
 
-import json
+import argparse
 import logging
-import os
-import shutil
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -30,33 +28,28 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from ab_router.schema import ITEM_ID, LABEL, RATING, TIMESTAMP, USER_ID
-from steps.cli import check_seed, configure_logging, parse_params
-from steps.config import (
+from ab_router.schema import LABEL
+from abtest.config import (
     DATASETS,
-    FEATURE_DEFAULTS_FILE,
-    FEATURE_TABLES_DIR,
-    ITEM_FEATURES_FILE,
-    ITEMS_FILE,
-    PROCESSED_DIR,
-    USER_FEATURES_FILE,
-    USERS_FILE,
 )
-from steps.features import FeatureTables, build_features
-from steps.lineage import records_failure, step_run
-from steps.movielens import MovieLensTables
-from steps.sources import SOURCES, AcquiredData, acquire
-from steps.split import SPLIT_MODES, split_interactions, split_profile, validate_fractions
+from abtest.data.prepared import INTERACTION_LOG_COLUMNS, data_profile, write_prepared
+from abtest.data.sources import SOURCES, AcquiredData, acquire
+from abtest.data.split import SPLIT_MODES, split_interactions, validate_fractions
+from abtest.features.build import build_features
+from abtest.tracking import tags
+from abtest.tracking.lineage import records_failure, step_run
+from steps.cli import check_seed, configure_logging, parse_params
 
 log = logging.getLogger(__name__)
 
-PROFILE_FILE = "profile.json"
 ACQUISITION_FILE = "acquisition.json"
-INTERACTION_LOG_COLUMNS = [USER_ID, ITEM_ID, RATING, TIMESTAMP, LABEL]
 
 
-def check_params(params) -> None:
-    """Reject bad parameters before a run is opened, naming the rule, the value and what is allowed."""
+def check_params(params: argparse.Namespace, pipeline: Mapping[str, argparse.Namespace] | None = None) -> None:
+    """Reject bad parameters before a run is opened, naming the rule, the value and what is allowed.
+
+    ``pipeline`` holds the parameters main passes every step of its pipeline (None when the step runs alone).
+    """
     for name, value, allowed in (
         ("dataset", params.dataset, DATASETS),
         ("source", params.source, SOURCES),
@@ -73,55 +66,6 @@ def check_params(params) -> None:
             f"parameter data_path is read only with source=local or auto, got source={params.source!r} and "
             f"data_path={params.data_path!r}"
         )
-
-
-def write_prepared(
-    out_dir: str | Path, *, tables: MovieLensTables, features: FeatureTables, profile: Mapping[str, object]
-) -> Path:
-    """Write every output table under ``out_dir`` (which must not exist yet) atomically; returns ``out_dir``.
-
-    Files go to a staging folder beside ``out_dir`` that is renamed into place only when all were written, so a
-    failure never leaves a half-written processed-data folder.
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        raise FileExistsError(f"{out_dir} already exists; write_prepared makes a fresh output folder")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.staging-"))
-    try:
-        processed = staging / PROCESSED_DIR
-        feature_dir = staging / FEATURE_TABLES_DIR
-        processed.mkdir()
-        feature_dir.mkdir()
-        for name, frame in features.splits.items():
-            frame.reset_index(drop=True).to_parquet(processed / f"{name}.parquet", index=False)
-        tables.users.to_parquet(processed / USERS_FILE, index=False)
-        tables.items.to_parquet(processed / ITEMS_FILE, index=False)
-        features.user_features.to_parquet(feature_dir / USER_FEATURES_FILE, index=False)
-        features.item_features.to_parquet(feature_dir / ITEM_FEATURES_FILE, index=False)
-        (feature_dir / FEATURE_DEFAULTS_FILE).write_text(json.dumps(features.defaults, indent=2, sort_keys=True))
-        (staging / PROFILE_FILE).write_text(json.dumps(profile, indent=2, sort_keys=True))
-        os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out_dir
-
-
-def data_profile(tables: MovieLensTables, splits: Mapping[str, pd.DataFrame]) -> dict[str, object]:
-    """The dataset's size and each split's profile (see steps.split.split_profile)."""
-    ratings = tables.interactions
-    return {
-        "dataset": {
-            "ratings": len(ratings),
-            "users": len(tables.users),
-            "items": len(tables.items),
-            "rated_items": int(ratings[ITEM_ID].nunique()),
-            "time_min": int(ratings[TIMESTAMP].min()),
-            "time_max": int(ratings[TIMESTAMP].max()),
-        },
-        "splits": split_profile(splits),
-    }
 
 
 def _log_params(params: Mapping[str, object], acquired: AcquiredData) -> None:
@@ -168,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     with step_run("prepare") as run:
         acquired = acquire(params.dataset, source=params.source, data_path=params.data_path)
         _log_params(vars(params), acquired)
-        mlflow.set_tags({"abtest.data_source": acquired.source, "abtest.raw_location": acquired.location})
+        mlflow.set_tags({tags.DATA_SOURCE: acquired.source, tags.RAW_LOCATION: acquired.location})
         tables = acquired.tables
         splits = split_interactions(
             tables.interactions,

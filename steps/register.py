@@ -13,69 +13,33 @@ version and moves no alias. On this run: tags ``abtest.policy_a_version``, ``abt
 
 from __future__ import annotations
 
+import argparse
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import mlflow
-from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import _validate_model_name
 
-from steps import registry
+from ab_router.arms import POLICY_ARMS, policy_arm
+from abtest.tracking import registration_inputs, registry, tags
+from abtest.tracking.lineage import (
+    records_failure,
+    step_run,
+)
+from abtest.tracking.params import log_resolved_params
+from abtest.tracking.store import ensure_store_ready
 from steps.cli import configure_logging, parse_params
-from steps.config import STEP_TAG
-from steps.lineage import LineageError, current_experiment_id, records_failure, resolve_upstream_run, step_run
-from steps.tracking_store import ensure_store_ready
-from steps.training import effective_params, log_resolved_params
 
 log = logging.getLogger(__name__)
 
 
-def _training_run(client: MlflowClient, arm: str, run_id: str) -> Run:
-    step = registry.POLICY_STEPS[arm]
-    resolved = resolve_upstream_run(step, run_id, {}, how_to_make=f"mlflow run . -e {step}")
-    return client.get_run(resolved)
+def check_params(params: argparse.Namespace, pipeline: Mapping[str, argparse.Namespace] | None = None) -> None:
+    """The registered model's name, by the registry's own rule (no "/" or ":", ...), before the store is asked.
 
-
-def _prepare_run(client: MlflowClient, training_run: Run) -> Run:
-    # The training steps keep the resolved lineage in a tag (the param may hold `mlflow run`'s "" default).
-    prepare_run = training_run.data.tags.get(registry.PREPARE_RUN_TAG) or training_run.data.params.get(
-        "prepare_run"
-    )
-    if not prepare_run:
-        raise ValueError(
-            f"training run {training_run.info.run_id} has no {registry.PREPARE_RUN_TAG!r} tag or prepare_run "
-            "param; retrain it with the current train_a / train_b steps"
-        )
-    return client.get_run(prepare_run)
-
-
-def _evaluate_run(client: MlflowClient, run_id: str, training_runs: dict[str, Run]) -> Run | None:
-    wanted = {"train_a_run": training_runs["A"].info.run_id, "train_b_run": training_runs["B"].info.run_id}
-    if run_id:
-        run = client.get_run(resolve_upstream_run("evaluate", run_id, {}, how_to_make="mlflow run . -e evaluate"))
-        # An evaluate run started with "" run ids keeps the ids it resolved in abtest.resolved.* tags.
-        used = effective_params(run)
-        if any(used.get(name) != value for name, value in wanted.items()):
-            evaluated = {name: used.get(name, "") for name in wanted}
-            raise LineageError(
-                f"evaluate run {run_id} evaluated {evaluated}, not the training runs being registered {wanted}; "
-                "pass the evaluate run of these training runs, or evaluate_run='' to look it up"
-            )
-        log.info("evaluation tags from evaluate run %s", run_id)
-        return run
-    candidates = client.search_runs(
-        [current_experiment_id()],
-        filter_string=f"tags.{STEP_TAG} = 'evaluate' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=200,
-    )
-    for run in candidates:
-        used = effective_params(run)
-        if all(used.get(name) == value for name, value in wanted.items()):
-            log.info("evaluation tags from evaluate run %s", run.info.run_id)
-            return run
-    log.info("no FINISHED evaluate run of these training runs; versions get no evaluation tags")
-    return None
+    ``pipeline`` holds the parameters main passes every step of its pipeline (None when the step runs alone).
+    """
+    _validate_model_name(params.model_name)
 
 
 @records_failure
@@ -83,13 +47,17 @@ def main(argv: Sequence[str] | None = None) -> str:
     """Register both policies and set their aliases; returns the register run's id."""
     params = parse_params("register", argv, description=__doc__)
     configure_logging()
+    check_params(params)
     client = MlflowClient()
     # Every lineage check comes before the run opens, so a refused pair creates no version and moves no alias.
     ensure_store_ready()
-    training_runs = {arm: _training_run(client, arm, getattr(params, f"train_{arm.lower()}_run")) for arm in "AB"}
-    prepare_runs = {arm: _prepare_run(client, r) for arm, r in training_runs.items()}
+    training_runs = {
+        arm.name: registration_inputs.training_run(client, arm.name, getattr(params, arm.run_param))
+        for arm in POLICY_ARMS
+    }
+    prepare_runs = {arm: registration_inputs.prepare_run_of(client, r) for arm, r in training_runs.items()}
     registry.shared_prepare_run(prepare_runs)
-    evaluate_run = _evaluate_run(client, params.evaluate_run, training_runs)
+    evaluate_run = registration_inputs.evaluate_run_of(client, params.evaluate_run, training_runs)
     with step_run("register") as run:
         # `mlflow run` has already logged the raw values; resolved "" defaults become abtest.resolved.* tags.
         log_resolved_params(vars(params))
@@ -102,15 +70,15 @@ def main(argv: Sequence[str] | None = None) -> str:
         )
         mlflow.set_tags(
             {
-                "abtest.model_name": params.model_name,
-                **{f"abtest.policy_{arm.lower()}_version": r.version.version for arm, r in registered.items()},
-                **{f"abtest.train_{arm.lower()}_run": r.info.run_id for arm, r in training_runs.items()},
+                tags.MODEL_NAME: params.model_name,
+                **{tags.policy_version(arm): r.version.version for arm, r in registered.items()},
+                **{tags.training_run(arm): r.info.run_id for arm, r in training_runs.items()},
             }
         )
         mlflow.log_metric("versions_created", sum(r.created for r in registered.values()))
         for arm, r in registered.items():
             print(
-                f"{params.model_name}@{registry.POLICY_ALIASES[arm]} -> version {r.version.version} "
+                f"{params.model_name}@{policy_arm(arm).alias} -> version {r.version.version} "
                 f"({'new' if r.created else 'existing'}; alias {'moved' if r.alias_moved else 'unchanged'})"
             )
         return run.info.run_id

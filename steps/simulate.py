@@ -13,34 +13,35 @@ decision as tag ``abtest.decision``.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import mlflow
 
-from steps.cli import check_seed, configure_logging, inherit_defaults, parse_params
-from steps.experiment import (
+from abtest.experiment.readout.report import write_readout
+from abtest.experiment.router_client import check_endpoint, endpoint_scorer
+from abtest.experiment.runner import (
     ExperimentSpec,
     check_design,
-    check_endpoint,
-    endpoint_scorer,
     load_router,
     pyfunc_scorer,
     resolve_router,
     run_experiment,
 )
-from steps.lineage import LineageError, load_prepared, records_failure, resolve_upstream_run, step_run
-from steps.readout import write_readout
-from steps.training import log_resolved_params
+from abtest.tracking import tags
+from abtest.tracking.lineage import LineageError, load_prepared, records_failure, resolve_upstream_run, step_run
+from abtest.tracking.params import log_resolved_params
+from steps.cli import check_seed, configure_logging, inherit_defaults, parse_params
 
 log = logging.getLogger(__name__)
 
 READOUT_DIR = "readout"
 
 
-def experiment_spec(params, *, split: float) -> ExperimentSpec:
+def experiment_spec(params: argparse.Namespace, *, split: float) -> ExperimentSpec:
     """The experiment design of simulate's parameters for a router that sends ``split`` of the users to B."""
     return ExperimentSpec(
         environment=params.environment,
@@ -54,10 +55,12 @@ def experiment_spec(params, *, split: float) -> ExperimentSpec:
     )
 
 
-def check_params(params) -> None:
+def check_params(params: argparse.Namespace, pipeline: Mapping[str, argparse.Namespace] | None = None) -> None:
     """Everything that can be checked without the router: the design, the seed and that the endpoint answers.
 
-    Called before the run is opened and before the router (seconds to load) is touched.
+    Called before the run is opened and before the router (seconds to load) is touched. Run by main,
+    ``pipeline`` holds the parameters of the other steps: the router this pipeline registers is the one
+    simulated, so its split must leave both arms users (0 < split < 1).
     """
     check_design(
         environment=params.environment,
@@ -67,9 +70,11 @@ def check_params(params) -> None:
         n_unseen=params.n_unseen,
         alpha=params.alpha,
     )
-    check_seed(params.seed)
+    check_seed(inherit_defaults(params, "prepare", ["seed"]).seed)
     if params.endpoint_url:
         check_endpoint(params.endpoint_url, model_uri=params.router_uri)
+    if pipeline and "router" in pipeline:
+        experiment_spec(params, split=pipeline["router"].split)
 
 
 @records_failure
@@ -83,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         prepare_run = params.prepare_run or router.prepare_run
         if not prepare_run:
             raise LineageError(
-                f"router {router.model_uri} records no prepare run (tag abtest.prepare_run); pass --prepare_run"
+                f"router {router.model_uri} records no prepare run (tag {tags.PREPARE_RUN}); pass --prepare_run"
             )
         prepare_run = resolve_upstream_run("prepare", prepare_run, {}, how_to_make="mlflow run . -e prepare")
         if params.endpoint_url:
@@ -93,10 +98,10 @@ def main(argv: Sequence[str] | None = None) -> str:
             scorer = pyfunc_scorer(model)
             split = router.split if router.split is not None else split
         if split is None:
-            raise LineageError(f"router {router.model_uri} records no split (tag abtest.split or model config)")
+            raise LineageError(f"router {router.model_uri} records no split (tag {tags.SPLIT} or model config)")
         spec = experiment_spec(params, split=split)
         log_resolved_params({**vars(params), "prepare_run": prepare_run, "seed": spec.seed, "split": split})
-        mlflow.set_tags({"abtest.prepare_run": prepare_run, "abtest.router_uri": router.model_uri})
+        mlflow.set_tags({tags.PREPARE_RUN: prepare_run, tags.ROUTER_URI: router.model_uri})
         outcome = run_experiment(load_prepared(prepare_run), scorer, spec)
         readout = outcome.readout
         with tempfile.TemporaryDirectory() as tmp:
@@ -105,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> str:
             outcome.impressions.to_parquet(directory / "impressions.parquet")
             mlflow.log_artifacts(str(directory), READOUT_DIR)
         mlflow.log_metrics(readout.headline())
-        mlflow.set_tag("abtest.decision", readout.decision[:5000])
+        mlflow.set_tag(tags.DECISION, tags.cut(readout.decision))
     print(f"simulate ({spec.environment}, {spec.days} days): {readout.decision}")
     return run.info.run_id
 

@@ -1,7 +1,7 @@
 """Step `train_a`: policy A, a logistic regression over the raw feature frame.
 
 Inputs: a `prepare` run (``--prepare_run``, or the latest FINISHED one with ``--dataset`` / ``--split``), read with
-``steps.lineage.load_prepared``; hyperparameters C, penalty, class_weight, max_iter, seed (MLproject).
+``abtest.tracking.lineage.load_prepared``; hyperparameters C, penalty, class_weight, max_iter, seed (MLproject).
 Outputs (this run): params (with ``prepare_run``), ``train_*`` / ``val_*`` metrics (auc, pr_auc, logloss, brier),
 ``coefficients.csv`` + ``coefficients.png``, ``features.json``, the model as the ``mlflow.sklearn`` artifact
 ``model`` (pyfunc predict = predict_proba) and the tag ``abtest.model_uri`` pointing at it.
@@ -9,15 +9,17 @@ Outputs (this run): params (with ``prepare_run``), ``train_*`` / ``val_*`` metri
 
 from __future__ import annotations
 
+import argparse
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import mlflow
 
 from ab_router import schema
-from steps import policies, policy_plots, training
-from steps.cli import configure_logging, parse_params
-from steps.lineage import load_prepared, records_failure, step_run
+from abtest.policies import models, plots, training
+from abtest.tracking.lineage import load_prepared, records_failure, step_run
+from abtest.tracking.params import log_resolved_params
+from steps.cli import check_seed, configure_logging, inherit_defaults, parameter_defaults, parse_params
 
 log = logging.getLogger(__name__)
 
@@ -26,27 +28,39 @@ log = logging.getLogger(__name__)
 SKOPS_TRUSTED_TYPES = ["numpy.dtype"]
 
 
+def check_params(params: argparse.Namespace, pipeline: Mapping[str, argparse.Namespace] | None = None) -> None:
+    """The seed (prepare's when "") and every hyperparameter, checked before the tracking store is asked anything.
+
+    ``pipeline`` holds the parameters main passes every step of its pipeline (None when the step runs alone).
+    """
+    check_seed(inherit_defaults(params, "prepare", ["seed"]).seed)
+    models.LogisticParams.from_params(vars(params))
+
+
 @records_failure
 def main(argv: Sequence[str] | None = None) -> str:
     """Train policy A and log it; returns the run id."""
     namespace = parse_params("train_a", argv, description=__doc__)
     configure_logging()
-    lineage, params = training.resolve_step_params(namespace, "train_a")
-    model_params = policies.LogisticParams.from_params(params)
+    check_params(namespace)
+    lineage, params = training.resolve_training_inputs(
+        vars(namespace), prepare_defaults=parameter_defaults("prepare"), entry_point="train_a"
+    )
+    model_params = models.LogisticParams.from_params(params)
     with step_run("train_a") as run:
-        training.log_resolved_params(params)
+        log_resolved_params(params)
         data = load_prepared(lineage.run_id)
         training.require_feature_columns(data)
         frames = {"train": data.train, "val": data.val}
         training.log_inputs(frames, prepare_run_id=lineage.run_id)
 
-        pipeline = policies.fit_logistic(data.train, params=model_params)
-        scores = {split: policies.predict_logistic(pipeline, frame) for split, frame in frames.items()}
+        pipeline = models.fit_logistic(data.train, params=model_params)
+        scores = {split: models.predict_logistic(pipeline, frame) for split, frame in frames.items()}
         metrics = training.log_split_metrics(frames, scores)
 
-        coefficients = policies.coefficient_table(pipeline)
+        coefficients = models.coefficient_table(pipeline)
         mlflow.log_text(coefficients.to_csv(index=False), "coefficients.csv")
-        mlflow.log_figure(policy_plots.coefficient_figure(coefficients), "coefficients.png")
+        mlflow.log_figure(plots.coefficient_figure(coefficients), "coefficients.png")
         training.log_feature_list()
 
         signature, example = training.signature_and_example(

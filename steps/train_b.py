@@ -1,7 +1,7 @@
 """Step `train_b`: policy B, LightGBM with native categorical features over the raw feature frame.
 
 Inputs: a `prepare` run (``--prepare_run``, or the latest FINISHED one with ``--dataset`` / ``--split``), read with
-``steps.lineage.load_prepared``; hyperparameters num_leaves, learning_rate, n_estimators, min_child_samples,
+``abtest.tracking.lineage.load_prepared``; hyperparameters num_leaves, learning_rate, n_estimators, min_child_samples,
 feature_fraction, bagging_fraction, lambda_l2, early_stopping_rounds (on validation AUC), monotone (the schema's
 per-feature monotone constraints, or none), seed (MLproject).
 Outputs (this run): params (with ``prepare_run``), ``train_*`` / ``val_*`` metrics (auc, pr_auc, logloss, brier),
@@ -12,16 +12,27 @@ Outputs (this run): params (with ``prepare_run``), ``train_*`` / ``val_*`` metri
 
 from __future__ import annotations
 
+import argparse
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import mlflow
 
-from steps import policies, policy_plots, training
-from steps.cli import configure_logging, parse_params
-from steps.lineage import load_prepared, records_failure, step_run
+from abtest.policies import models, plots, training
+from abtest.tracking.lineage import load_prepared, records_failure, step_run
+from abtest.tracking.params import log_resolved_params
+from steps.cli import check_seed, configure_logging, inherit_defaults, parameter_defaults, parse_params
 
 log = logging.getLogger(__name__)
+
+
+def check_params(params: argparse.Namespace, pipeline: Mapping[str, argparse.Namespace] | None = None) -> None:
+    """The seed (prepare's when "") and every hyperparameter, checked before the tracking store is asked anything.
+
+    ``pipeline`` holds the parameters main passes every step of its pipeline (None when the step runs alone).
+    """
+    check_seed(inherit_defaults(params, "prepare", ["seed"]).seed)
+    models.LightGBMParams.from_params(vars(params))
 
 
 @records_failure
@@ -29,30 +40,33 @@ def main(argv: Sequence[str] | None = None) -> str:
     """Train policy B and log it; returns the run id."""
     namespace = parse_params("train_b", argv, description=__doc__)
     configure_logging()
-    lineage, params = training.resolve_step_params(namespace, "train_b")
-    model_params = policies.LightGBMParams.from_params(params)
+    check_params(namespace)
+    lineage, params = training.resolve_training_inputs(
+        vars(namespace), prepare_defaults=parameter_defaults("prepare"), entry_point="train_b"
+    )
+    model_params = models.LightGBMParams.from_params(params)
     with step_run("train_b") as run:
-        training.log_resolved_params(params)
-        mlflow.log_param("num_threads", policies.LIGHTGBM_NUM_THREADS)
+        log_resolved_params(params)
+        mlflow.log_param("num_threads", models.LIGHTGBM_NUM_THREADS)
         data = load_prepared(lineage.run_id)
         training.require_feature_columns(data)
         frames = {"train": data.train, "val": data.val}
         training.log_inputs(frames, prepare_run_id=lineage.run_id)
 
-        fit = policies.fit_lightgbm(data.train, data.val, params=model_params)
-        scores = {split: policies.predict_lightgbm(fit.booster, frame) for split, frame in frames.items()}
+        fit = models.fit_lightgbm(data.train, data.val, params=model_params)
+        scores = {split: models.predict_lightgbm(fit.booster, frame) for split, frame in frames.items()}
         metrics = training.log_split_metrics(frames, scores)
         mlflow.log_metric("best_iteration", fit.best_iteration)
         training.log_curve(fit.curve)
         mlflow.log_text(fit.curve.to_csv(index=False), "validation_curve.csv")
         mlflow.log_figure(
-            policy_plots.validation_curve_figure(fit.curve, best_iteration=fit.best_iteration),
+            plots.validation_curve_figure(fit.curve, best_iteration=fit.best_iteration),
             "validation_curve.png",
         )
 
-        importance = policies.importance_table(fit.booster)
+        importance = models.importance_table(fit.booster)
         mlflow.log_text(importance.to_csv(index=False), "importance.csv")
-        mlflow.log_figure(policy_plots.importance_figure(importance), "importance.png")
+        mlflow.log_figure(plots.importance_figure(importance), "importance.png")
         training.log_feature_list()
 
         signature, example = training.signature_and_example(data.val, scores["val"])

@@ -5,7 +5,7 @@
 - ``synthetic_ml1m_zip``: a small ML-1M-layout zip (``::`` separators, age/occupation codes).
 - ``prepared_run``: run id of an in-process ``steps.prepare.main`` on the ML-100K-layout zip with
   ``--source local --split random``, in the session tracking store; read it with
-  ``steps.lineage.load_prepared(prepared_run)``.
+  ``abtest.tracking.lineage.load_prepared(prepared_run)``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from steps.synthetic import write_synthetic_zip
+from abtest.data.synthetic import write_synthetic_zip
 
 SMALL_ML100K = {"n_users": 300, "n_items": 250, "n_ratings": 20_000, "seed": 7}
 SMALL_ML1M = {"n_users": 120, "n_items": 90, "n_ratings": 4_000, "seed": 11}

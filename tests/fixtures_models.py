@@ -13,11 +13,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from steps.config import (
-    STEP_TAG,
-)
-from steps.features import build_features
-from steps.movielens import MovieLensTables
+from abtest.data.movielens import MovieLensTables
+from abtest.features.build import build_features
+from abtest.tracking.tags import STEP as STEP_TAG
 from steps.prepare import write_prepared
 from tests.fixtures_features import synthetic_splits, synthetic_tables
 

@@ -26,14 +26,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ab_router.schema import LABEL, to_feature_frame
-from steps.config import (
-    FEATURE_DEFAULTS_FILE,
-    ITEM_FEATURES_FILE,
-    STEP_TAG,
-    USER_FEATURES_FILE,
-)
-from steps.features import FeatureTables, build_features
-from steps.movielens import MovieLensTables
+from abtest.config import FEATURE_DEFAULTS_FILE, ITEM_FEATURES_FILE, USER_FEATURES_FILE
+from abtest.data.movielens import MovieLensTables
+from abtest.features.build import FeatureTables, build_features
+from abtest.tracking.tags import STEP as STEP_TAG
 from steps.prepare import write_prepared
 from tests.fixtures_features import synthetic_splits, synthetic_tables
 

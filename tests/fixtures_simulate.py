@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from ab_router.assignment import AssignmentConfig, assign_arms
-from steps.lineage import PreparedData
+from abtest.tracking.lineage import PreparedData
 from tests.fixtures_features import synthetic_splits, synthetic_tables
 
 ItemScore = Callable[[np.ndarray, np.ndarray], np.ndarray]

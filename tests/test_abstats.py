@@ -10,7 +10,7 @@ from scipy import stats
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
-from steps.abstats import (
+from abtest.experiment.stats import (
     AnalysisConfig,
     RatioStatistic,
     Status,
@@ -21,8 +21,8 @@ from steps.abstats import (
     sequential_lift,
     srm_test,
 )
-from steps.abstats.sequential import always_valid_p_value, confidence_sequence_halfwidth
-from steps.abstats.synthetic import UserPopulation
+from abtest.experiment.stats.sequential import always_valid_p_value, confidence_sequence_halfwidth
+from benchmarks.synthetic_users import UserPopulation
 
 CONFIG = AnalysisConfig(alpha=0.05)
 POPULATION = UserPopulation(ctr=0.1, concentration=20.0, impressions_mean=10.0)

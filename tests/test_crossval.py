@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steps import features, policies
+from abtest.evaluation.crossval import cross_validate
+from abtest.evaluation.metrics import all_metrics
+from abtest.features import build as features
+from abtest.policies import models as policies
 from steps.cli import parameter_defaults
 from steps.evaluate import cross_validation_jobs
-from steps.evaluation.crossval import cross_validate
-from steps.evaluation.metrics import all_metrics
 
 
 def _cross_validate(synthetic_movielens, n_jobs: int):

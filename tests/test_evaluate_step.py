@@ -11,11 +11,11 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from abtest.evaluation.inputs import PolicySource, shared_prepare_run, training_run_of
+from abtest.evaluation.metrics import all_metrics
+from abtest.evaluation.report import SECTIONS
+from abtest.tracking.lineage import LineageError
 from steps import evaluate
-from steps.evaluation.inputs import PolicySource, shared_prepare_run, training_run_of
-from steps.evaluation.metrics import all_metrics
-from steps.evaluation.report import SECTIONS
-from steps.lineage import LineageError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 FAST = ["--n_bootstrap", "200", "--cv_folds", "2"]

@@ -8,10 +8,10 @@ import pytest
 from scipy import stats
 
 from ab_router.schema import GENRE_COLUMNS
-from steps.evaluation.analysis import EvaluationConfig, evaluate_policies, headline_metrics
-from steps.evaluation.crossval import corrected_paired_t_test, summarise_folds
-from steps.evaluation.report import SECTIONS, ReportInputs, render_html
-from steps.evaluation.segments import define_segments
+from abtest.evaluation.analysis import EvaluationConfig, evaluate_policies, headline_metrics
+from abtest.evaluation.crossval import corrected_paired_t_test, summarise_folds
+from abtest.evaluation.report import SECTIONS, ReportInputs, render_html
+from abtest.evaluation.segments import define_segments
 
 
 def _tables(seed: int = 0):

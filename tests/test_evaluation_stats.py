@@ -7,15 +7,10 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from steps.evaluation.bootstrap import (
-    BootstrapConfig,
-    bootstrap_p_value,
-    compare_policies,
-    comparison_frame,
-    decide,
-)
-from steps.evaluation.delong import delong_test, placement_values
-from steps.evaluation.metrics import EvalRows, all_metrics, metric_values, point_metrics, policy_statistics
+from abtest.evaluation.bootstrap import BootstrapConfig, bootstrap_p_value, compare_policies, comparison_frame
+from abtest.evaluation.decision import decide
+from abtest.evaluation.delong import delong_test, placement_values
+from abtest.evaluation.metrics import EvalRows, all_metrics, metric_values, point_metrics, policy_statistics
 
 
 def _brute_force_delong(labels, scores_a, scores_b):

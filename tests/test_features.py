@@ -11,7 +11,7 @@ import pytest
 
 from ab_router.features import DOT_FEATURES, FeatureLookup, assemble_features
 from ab_router.schema import FEATURE_COLUMNS, ITEM_ID, USER_ID, feature_dtypes
-from steps.features import FeatureConfig, build_features, encode_users, fold_assignment
+from abtest.features.build import FeatureConfig, build_features, encode_users, fold_assignment
 
 HISTORY_FEATURES = [c for c in FEATURE_COLUMNS if c.startswith(("user_", "item_", "mf_"))]
 

@@ -7,8 +7,8 @@ import logging
 import mlflow
 import pytest
 
-from steps.config import STEP_TAG
-from steps.lineage import resolve_upstream_run
+from abtest.tracking.lineage import resolve_upstream_run
+from abtest.tracking.tags import STEP as STEP_TAG
 
 
 def test_chosen_prepare_run_is_logged_with_all_its_data_parameters(
@@ -29,12 +29,12 @@ def test_chosen_prepare_run_is_logged_with_all_its_data_parameters(
                 "source_used": "local",
             }
         )
-    with caplog.at_level(logging.INFO, logger="steps.lineage"):
+    with caplog.at_level(logging.INFO, logger="abtest.tracking.lineage"):
         chosen = resolve_upstream_run(
             "prepare", "", {"dataset": "ml-100k", "split": "temporal"}, how_to_make="mlflow run . -e prepare"
         )
     assert chosen == synthetic.info.run_id
-    [line] = [r.getMessage() for r in caplog.records if r.name == "steps.lineage"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "abtest.tracking.lineage"]
     assert line == (
         f"using prepare run {chosen} (latest FINISHED with {{'dataset': 'ml-100k', 'split': 'temporal'}}, "
         "whatever its other parameters: data_path=/tmp/synthetic-ml-100k.zip, positive_threshold=4, seed=7, "

@@ -5,9 +5,9 @@ from __future__ import annotations
 import mlflow
 import pytest
 
+from abtest.tracking.pipeline import active_steps, steps_until
 from steps import main
 from steps.cli import entry_points
-from steps.pipeline import active_steps, steps_until
 from tests.fixtures_main import FAST_PARAMS
 
 PIPELINE = active_steps(entry_points())

@@ -10,9 +10,10 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-from steps import register, registry
-from steps.config import STEP_TAG
-from steps.lineage import LineageError
+from abtest.tracking import registry, tags
+from abtest.tracking.lineage import LineageError
+from abtest.tracking.tags import STEP as STEP_TAG
+from steps import register
 from tests.conftest import _point_mlflow_at
 from tests.fixtures_router import HandmadeRuns, log_handmade_policy, log_handmade_runs
 
@@ -70,7 +71,7 @@ def test_an_evaluate_run_of_other_training_runs_is_refused_before_registering(
     matching = _evaluate_run_of(handmade_runs.train_a, handmade_runs.train_b)
     register.main([*argv, "--evaluate_run", matching])
     a = MlflowClient().get_model_version_by_alias(model, "PolicyA")
-    assert (a.tags[registry.EVALUATE_RUN_TAG], a.tags["eval.a.auc"]) == (matching, "0.61")
+    assert (a.tags[tags.EVALUATE_RUN], a.tags["eval.a.auc"]) == (matching, "0.61")
 
 
 def test_policies_of_different_prepare_runs_are_refused_naming_both(

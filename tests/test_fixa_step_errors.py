@@ -8,10 +8,12 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from abtest.tracking.lineage import step_run
+from abtest.tracking.pipeline import StepFailedError, failure_reason, mlflow_launcher
+from abtest.tracking.tags import ERROR as ERROR_TAG
+from abtest.tracking.tags import SHORT_VALUE_CHARS as ERROR_TAG_CHARS
+from abtest.tracking.tags import STEP as STEP_TAG
 from steps import register
-from steps.config import STEP_TAG
-from steps.lineage import ERROR_TAG, ERROR_TAG_CHARS, step_run
-from steps.pipeline import StepFailedError, failure_reason, mlflow_launcher
 from tests.conftest import PROJECT_DIR
 
 
@@ -51,12 +53,12 @@ entry_points:
     command: python early.py
 """
 BOOM_STEP = """import sys
-from steps.lineage import step_run
+from abtest.tracking.lineage import step_run
 with step_run("router"):
     raise ValueError(f"split must be a number in [0, 1], got {float(sys.argv[1])}")
 """
 # A step whose check fails before it opens its run, as register's lineage checks do.
-EARLY_STEP = """from steps.lineage import records_failure
+EARLY_STEP = """from abtest.tracking.lineage import records_failure
 
 @records_failure
 def main():

@@ -11,21 +11,22 @@ import pytest
 from mlflow.tracking import MlflowClient
 from sklearn.model_selection import TimeSeriesSplit
 
-from steps import evaluate
-from steps.evaluation.analysis import EvaluationConfig, evaluate_policies, headline_metrics
-from steps.evaluation.bootstrap import BootstrapConfig, MetricComparison, compare_policies, decide, user_weights
-from steps.evaluation.crossval import (
+from abtest.evaluation.analysis import EvaluationConfig, evaluate_policies, headline_metrics
+from abtest.evaluation.bootstrap import BootstrapConfig, MetricComparison, compare_policies, user_weights
+from abtest.evaluation.crossval import (
     corrected_paired_t_test,
     cross_validate,
     cv_scheme_for_split,
     forward_folds,
 )
-from steps.evaluation.delong import DelongResult
-from steps.evaluation.inputs import resolve_policy
-from steps.evaluation.metrics import EvalRows, metric_values, point_metrics, policy_statistics
-from steps.evaluation.report import _cross_validation_body, headline_table
-from steps.evaluation.segments import MIN_SEGMENT_USERS, TOO_FEW_USERS_NOTE, Segment, compare_segments
-from steps.lineage import LineageError
+from abtest.evaluation.decision import decide
+from abtest.evaluation.delong import DelongResult
+from abtest.evaluation.inputs import resolve_policy
+from abtest.evaluation.metrics import EvalRows, metric_values, point_metrics, policy_statistics
+from abtest.evaluation.report import _cross_validation_body, headline_table
+from abtest.evaluation.segments import MIN_SEGMENT_USERS, TOO_FEW_USERS_NOTE, Segment, compare_segments
+from abtest.tracking.lineage import LineageError
+from steps import evaluate
 from tests.test_evaluation_parts import _tables
 
 # --- 1. cross-validation forward in time under a temporal split ------------------------------------------------

@@ -8,7 +8,8 @@ import mlflow
 import pytest
 import requests
 
-from steps import demo, evaluate, experiment, prepare, simulate, train_b
+from abtest.experiment import router_client
+from steps import demo, evaluate, prepare, simulate, train_b
 from steps.cli import MAX_SEED, check_seed, inherit_defaults, parse_params
 
 
@@ -105,8 +106,8 @@ def test_endpoint_that_goes_away_mid_run_is_reported_as_unreachable(monkeypatch)
     def refuse(*args, **kwargs):
         raise requests.ConnectionError("refused")
 
-    monkeypatch.setattr(experiment.requests, "post", refuse)
-    scorer = experiment.endpoint_scorer("http://localhost:5001/", model_uri="models:/r/3")
+    monkeypatch.setattr(router_client.requests, "post", refuse)
+    scorer = router_client.endpoint_scorer("http://localhost:5001/", model_uri="models:/r/3")
     with pytest.raises(
         ConnectionError, match=r"http://localhost:5001/ is not reachable.*-m models:/r/3 -h localhost -p 5001"
     ):

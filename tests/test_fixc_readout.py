@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steps.abstats import AnalysisConfig
-from steps.abstats.ratio import Estimate
-from steps.readout import analyse, decision_lift, decision_sentence, variance_change_text
+from abtest.experiment.readout.analysis import analyse
+from abtest.experiment.readout.decision import decision_lift, decision_sentence, variance_change_text
+from abtest.experiment.stats import AnalysisConfig
+from abtest.experiment.stats.ratio import Estimate
 
 
 def _readout():

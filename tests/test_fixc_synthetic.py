@@ -1,4 +1,4 @@
-"""`python -m steps.synthetic --scale` below 1: sizes that can be generated, and a clear error for scale <= 0."""
+"""`python -m abtest.data.synthetic --scale` below 1: sizes that can be generated, and a clear error for scale <= 0."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from steps import synthetic
+from abtest.data import synthetic
 
 
 @pytest.mark.parametrize("layout", synthetic.LAYOUTS)

@@ -11,7 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 
 from ab_router import linear, schema
-from steps import policies
+from abtest.policies import models as policies
 from steps.cli import parameter_defaults
 from tests.test_policies import planted_frame
 

@@ -16,7 +16,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from steps.pipeline import PIPELINE
+from abtest.tracking.pipeline import PIPELINE
 from tests.fixtures_main import FAST_PARAMS, Snapshot, Store, latest_main, outcomes, run_main, step_runs
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from ab_router.schema import GENRE_COLUMNS, genre_column
-from steps.movielens import (
+from abtest.data.movielens import (
     INTERACTION_COLUMNS,
     ITEM_COLUMNS,
     ML1M_OCCUPATIONS,

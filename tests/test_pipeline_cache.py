@@ -1,4 +1,4 @@
-"""Caching rules of steps/pipeline.py, on a real SQLite store with a fake launcher (no subprocesses)."""
+"""Caching rules of abtest/tracking/pipeline.py, on a real SQLite store with a fake launcher (no subprocesses)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_ENTRY_POINT
 
-from steps.pipeline import (
+from abtest.tracking.pipeline import (
     FAILED,
     PIPELINE,
     RAN,
@@ -293,8 +293,8 @@ def test_main_rejects_a_parameter_no_step_takes_or_of_the_wrong_type() -> None:
 
 
 def test_step_table_renders_as_markdown() -> None:
+    from abtest.tracking.pipeline import StepRecord
     from steps.main import markdown_table, step_table
-    from steps.pipeline import StepRecord
 
     table = step_table(
         [StepRecord("prepare", "abc", REUSED, 0.123), StepRecord("train_b", None, FAILED, 2.0, "x|y")]

@@ -1,4 +1,4 @@
-"""steps.policies: the pure fit/predict functions of policies A and B, on small in-memory frames."""
+"""abtest.policies.models: the pure fit/predict functions of policies A and B, on small in-memory frames."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from ab_router import schema
-from steps import policies
+from abtest.policies import models as policies
 from steps.cli import parameter_defaults
 
 

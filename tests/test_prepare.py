@@ -16,9 +16,10 @@ import pandas as pd
 import pytest
 
 from ab_router.schema import FEATURE_COLUMNS, LABEL, USER_ID
-from steps.config import PROJECT_DIR, SPLITS, STEP_TAG
-from steps.lineage import load_prepared
-from steps.movielens import ML1M_OCCUPATIONS
+from abtest.config import PROJECT_DIR, SPLITS
+from abtest.data.movielens import ML1M_OCCUPATIONS
+from abtest.tracking.lineage import load_prepared
+from abtest.tracking.tags import STEP as STEP_TAG
 from steps.prepare import check_params, main, write_prepared
 from tests.fixtures_data import SMALL_ML1M, SMALL_ML100K
 
@@ -102,10 +103,10 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 def test_same_parameters_give_byte_identical_outputs(synthetic_ml100k_zip: Path, tmp_path: Path) -> None:
-    from steps.features import build_features
-    from steps.movielens import read_movielens
+    from abtest.data.movielens import read_movielens
+    from abtest.data.split import split_interactions
+    from abtest.features.build import build_features
     from steps.prepare import data_profile
-    from steps.split import split_interactions
 
     def prepare_into(out: Path) -> Path:
         tables = read_movielens(synthetic_ml100k_zip, dataset="ml-100k")

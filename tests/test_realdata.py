@@ -1,7 +1,7 @@
 """The original GroupLens ML-100K (path in $ABTEST_ML100K_ZIP, set by .ci/run) against the parser and pypi.
 
 Skipped when the variable is unset: MovieLens may not be redistributed, so the zip is never in the repo. The pypi
-half fetches recbole's wheel once into the cache (steps.config.CACHE_DIR) through the package index.
+half fetches recbole's wheel once into the cache (abtest.config.CACHE_DIR) through the package index.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from ab_router.schema import genre_column
-from steps.movielens import read_movielens
-from steps.sources import SourceUnavailableError, from_pypi
-from steps.split import split_interactions
+from abtest.data.movielens import read_movielens
+from abtest.data.sources import SourceUnavailableError, from_pypi
+from abtest.data.split import split_interactions
 
 pytestmark = pytest.mark.realdata
 

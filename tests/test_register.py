@@ -14,9 +14,12 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from steps import register, registry, router
-from steps.config import STEP_TAG
-from steps.lineage import LineageError
+from abtest.tracking import tags
+from abtest.tracking.lineage import LineageError
+from abtest.tracking.tags import PREPARE_RUN as PREPARE_RUN_TAG
+from abtest.tracking.tags import SOURCE_RUN as SOURCE_RUN_TAG
+from abtest.tracking.tags import STEP as STEP_TAG
+from steps import register, router
 from tests.conftest import _point_mlflow_at
 from tests.fixtures_router import HandmadeRuns, log_handmade_policy, log_handmade_runs
 
@@ -54,11 +57,11 @@ def test_register_creates_one_version_per_policy_with_aliases_and_tags(
     assert sorted(versions) == ["1", "2"]
     assert _aliases(client, model) == {"PolicyA": "1", "PolicyB": "2"}
     a, b = versions["1"], versions["2"]
-    assert a.tags[registry.SOURCE_RUN_TAG] == handmade_runs.train_a
-    assert b.tags[registry.SOURCE_RUN_TAG] == handmade_runs.train_b
-    assert (a.tags[registry.POLICY_TAG], b.tags[registry.POLICY_TAG]) == ("A", "B")
-    assert a.tags[registry.PREPARE_RUN_TAG] == handmade_runs.prepare
-    assert a.tags[registry.DATA_DIGEST_TAG].startswith("test:") and "train:" in a.tags[registry.DATA_DIGEST_TAG]
+    assert a.tags[SOURCE_RUN_TAG] == handmade_runs.train_a
+    assert b.tags[SOURCE_RUN_TAG] == handmade_runs.train_b
+    assert (a.tags[tags.POLICY], b.tags[tags.POLICY]) == ("A", "B")
+    assert a.tags[PREPARE_RUN_TAG] == handmade_runs.prepare
+    assert a.tags[tags.DATA_DIGEST].startswith("test:") and "train:" in a.tags[tags.DATA_DIGEST]
     assert (a.tags["metric.val_auc"], b.tags["metric.val_auc"]) == ("0.7", "0.75")
     assert a.source == client.get_run(handmade_runs.train_a).data.tags["abtest.model_uri"]
     assert all(v.current_stage in ("None", None) for v in versions.values())  # aliases only, never stages
@@ -88,7 +91,7 @@ def test_versions_carry_the_evaluation_of_their_training_runs(
     client = MlflowClient()
     a = client.get_model_version_by_alias(names[0], "PolicyA")
     b = client.get_model_version_by_alias(names[0], "PolicyB")
-    assert a.tags[registry.EVALUATE_RUN_TAG] == evaluation.info.run_id
+    assert a.tags[tags.EVALUATE_RUN] == evaluation.info.run_id
     assert (a.tags["eval.a.auc"], b.tags["eval.b.auc"]) == ("0.71", "0.78")
     assert "eval.b.auc" not in a.tags and "eval.diff.auc" not in a.tags
     assert a.tags["eval.decision"] == b.tags["eval.decision"] == "B wins"
@@ -142,7 +145,7 @@ def test_router_bundles_the_aliased_versions_and_moving_an_alias_needs_a_new_rou
     assert str(live.version) == "1"
     assert (live.tags["abtest.policy_a_version"], live.tags["abtest.policy_b_version"]) == ("1", "2")
     assert (live.tags["abtest.split"], live.tags["abtest.assignment"]) == ("0.3", "hash")
-    assert live.tags[registry.PREPARE_RUN_TAG] == handmade_runs.prepare
+    assert live.tags[PREPARE_RUN_TAG] == handmade_runs.prepare
     assert client.get_run(router_run).data.tags["abtest.router_version"] == "1"
 
     pairs = pd.DataFrame({"user_id": list(range(1, 41)), "item_id": [1] * 40})

@@ -15,9 +15,11 @@ import requests
 
 from ab_router.assignment import AssignmentConfig, assign_arms
 from ab_router.model import OUTPUT_COLUMNS
+from abtest.experiment.assignments import summarise_assignments
+from abtest.experiment.router_client import invoke, request_body
+from abtest.tracking.tags import STEP as STEP_TAG
+from benchmarks.served import served_model
 from steps import demo
-from steps.config import STEP_TAG
-from steps.serving import invoke, request_body, served_model
 
 ROUTER_URI = "models:/movielens_ctr_router@router"
 
@@ -125,13 +127,13 @@ def test_summary_counts_users_not_rows_and_tests_the_split() -> None:
             "score": [0.2] * 60 + [0.6] * 40 + [0.2, 0.2],
         }
     )
-    summary = demo.summarise_assignments(routed, split=0.5)
+    summary = summarise_assignments(routed, split=0.5)
     assert summary.table["users"].tolist() == [60, 40]
     assert summary.table["rows"].tolist() == [62, 40]
     assert summary.table["mean_score"].tolist() == pytest.approx([0.2, 0.6])
     # chi-square of (60, 40) against (50, 50): statistic 4, p = 0.0455
     assert summary.srm_p_value == pytest.approx(0.045500, abs=1e-6)
-    assert demo.summarise_assignments(routed, split=0.0).srm_p_value == 0.0
+    assert summarise_assignments(routed, split=0.0).srm_p_value == 0.0
 
 
 def test_request_body_keeps_each_columns_type() -> None:

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from steps import traffic
-from steps.abstats import AnalysisConfig
-from steps.click_model import fit_click_model
-from steps.experiment import ExperimentSpec, run_experiment
-from steps.readout import analyse, write_readout
+from abtest.experiment import traffic
+from abtest.experiment.click_model import fit_click_model
+from abtest.experiment.readout.analysis import analyse
+from abtest.experiment.readout.report import write_readout
+from abtest.experiment.runner import ExperimentSpec, run_experiment
+from abtest.experiment.stats import AnalysisConfig
 from tests.fixtures_simulate import StandInRouter, item_hash_score, prepared_data
 
 
@@ -202,7 +203,7 @@ def test_endpoint_scorer_posts_dataframe_split_and_params_in_batches(monkeypatch
     import http.server
     import threading
 
-    from steps import experiment
+    from abtest.experiment import router_client
 
     router = StandInRouter(item_hash_score, item_hash_score)
     seen: list[dict] = []
@@ -226,8 +227,8 @@ def test_endpoint_scorer_posts_dataframe_split_and_params_in_batches(monkeypatch
     server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        monkeypatch.setattr(experiment, "ENDPOINT_BATCH_ROWS", 4)
-        scorer = experiment.endpoint_scorer(f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setattr(router_client, "ENDPOINT_BATCH_ROWS", 4)
+        scorer = router_client.endpoint_scorer(f"http://127.0.0.1:{server.server_port}")
         pairs = pd.DataFrame({"user_id": np.arange(10), "item_id": np.arange(10) + 1})
         routed = scorer(pairs, {"force_policy": "B"})
     finally:

@@ -9,8 +9,8 @@ import sys
 import mlflow
 import pytest
 
-from steps.config import PROJECT_DIR
-from steps.lineage import load_prepared
+from abtest.config import PROJECT_DIR
+from abtest.tracking.lineage import load_prepared
 
 FAST = ["--days", "3", "--n_unseen", "10", "--k", "5"]
 

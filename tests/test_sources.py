@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from steps import sources
-from steps.movielens import DataValidationError, read_movielens
-from steps.sources import (
+from abtest.data import sources
+from abtest.data.movielens import DataValidationError, read_movielens
+from abtest.data.sources import (
     RECBOLE_WHEEL,
     SourceError,
     SourceUnavailableError,
@@ -31,7 +31,7 @@ from steps.sources import (
     from_local,
     read_recbole_wheel,
 )
-from steps.synthetic import write_recbole_wheel
+from abtest.data.synthetic import write_recbole_wheel
 
 
 def closed_port_url() -> str:
@@ -87,7 +87,7 @@ def test_local_reads_data_dir_zip_and_warns_on_checksum(
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     shutil.copy(synthetic_ml100k_zip, data_dir / "ml-100k.zip")
-    with caplog.at_level(logging.WARNING, logger="steps.sources"):
+    with caplog.at_level(logging.WARNING, logger="abtest.data.sources"):
         acquired = from_local("ml-100k", data_dir=data_dir)
     assert acquired.source == "local"
     assert acquired.sha256 == hashlib.sha256(synthetic_ml100k_zip.read_bytes()).hexdigest()

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steps.split import add_label, split_interactions, split_profile, temporal_split, validate_fractions
+from abtest.data.split import add_label, split_interactions, split_profile, temporal_split, validate_fractions
 
 
 def interactions(n: int = 1000, *, seed: int = 0, distinct_times: int | None = None) -> pd.DataFrame:

@@ -23,10 +23,10 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
+from abtest.data.synthetic import write_synthetic_zip
+from abtest.tracking.pipeline import PIPELINE
+from abtest.tracking.tags import STEP as STEP_TAG
 from steps.cli import entry_points
-from steps.config import STEP_TAG
-from steps.pipeline import PIPELINE
-from steps.synthetic import write_synthetic_zip
 from team.postgres import free_loopback_port
 from team.server import wait_until_healthy
 from tests.fixtures_team import TeamServer, local_store_leftovers, mlflow_run_command, project_copy

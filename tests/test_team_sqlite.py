@@ -1,7 +1,7 @@
 """The SQLite default under concurrent load: schema created once under a lock, held locks retried, then explained.
 
 Without the guard, processes that open a fresh SQLite file at the same moment race through MLflow's schema
-migrations (measured: 4 of 4 failed, "duplicate column name: step" and friends); see steps/tracking_store.py.
+migrations (measured: 4 of 4 failed, "duplicate column name: step" and friends); see abtest/tracking/store.py.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from steps.config import STEP_TAG
-from steps.tracking_store import TrackingStoreBusyError, retry_when_locked, sqlite_path
+from abtest.tracking.store import TrackingStoreBusyError, retry_when_locked, sqlite_path
+from abtest.tracking.tags import STEP as STEP_TAG
 from tests.conftest import PROJECT_DIR
 
 LOCKED = MlflowException("(sqlite3.OperationalError) database is locked")
@@ -69,12 +69,12 @@ def test_other_errors_are_not_retried() -> None:
         retry_when_locked(lambda: None, what="x", attempts=0)
 
 
-# A process's first contact with the store must be the guarded one (as `python -m steps.tracking_store` does
+# A process's first contact with the store must be the guarded one (as `python -m abtest.tracking.store` does
 # before concurrent `mlflow run`s: the mlflow CLI opens the store before any project code runs).
 WRITER = """
 import sys, mlflow
-from steps.lineage import step_run
-from steps.tracking_store import ensure_store_ready
+from abtest.tracking.lineage import step_run
+from abtest.tracking.store import ensure_store_ready
 ensure_store_ready(sys.argv[1])
 mlflow.set_tracking_uri(sys.argv[1])
 mlflow.set_experiment("concurrent")

@@ -13,9 +13,14 @@ from mlflow.exceptions import MlflowException
 
 from ab_router import schema
 from ab_router.policy import positive_scores
-from steps import policies, train_a, train_b, training
-from steps.config import PROJECT_DIR
-from steps.lineage import LineageError, load_prepared
+from abtest.config import PROJECT_DIR
+from abtest.policies import models as policies
+from abtest.policies import training
+from abtest.tracking.lineage import LineageError, load_prepared
+from abtest.tracking.params import effective_params
+from abtest.tracking.tags import MODEL_URI as MODEL_URI_TAG
+from abtest.tracking.tags import PREPARE_RUN as PREPARE_RUN_TAG
+from steps import train_a, train_b
 from tests.fixtures_models import log_synthetic_prepare_run
 
 METRICS = {f"{split}_{name}" for split in ("train", "val") for name in ("auc", "pr_auc", "logloss", "brier")}
@@ -44,11 +49,11 @@ def test_training_runs_log_lineage_params_metrics_and_artifacts(runs: dict[str, 
         assert run.data.tags["abtest.step"] == f"train_{policy.lower()}"
         prepare_run = run.data.params["prepare_run"]
         assert client.get_run(prepare_run).data.tags["abtest.step"] == "prepare"
-        assert run.data.tags[training.PREPARE_RUN_TAG] == prepare_run
+        assert run.data.tags[PREPARE_RUN_TAG] == prepare_run
         assert run.data.params["seed"] == "42"  # prepare's default, inherited
         assert set(run.data.metrics) >= METRICS
         assert all(0.0 < run.data.metrics[f"val_{m}"] < 1.0 for m in ("auc", "pr_auc", "logloss", "brier"))
-        assert run.data.tags[training.MODEL_URI_TAG].startswith("models:/")
+        assert run.data.tags[MODEL_URI_TAG].startswith("models:/")
         assert expected_artifacts[policy] <= {a.path for a in client.list_artifacts(run.info.run_id)}
         features = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/features.json")
         assert features["features"] == list(schema.FEATURE_COLUMNS)
@@ -66,8 +71,8 @@ def test_training_runs_log_lineage_params_metrics_and_artifacts(runs: dict[str, 
 def test_pyfunc_model_reproduces_in_process_predictions(runs: dict[str, mlflow.entities.Run], policy: str) -> None:
     run = runs[policy]
     data = load_prepared(run.data.params["prepare_run"])
-    refit = policies.fit_policy(policy, data.train, data.val, params=training.effective_params(run))
-    model = mlflow.pyfunc.load_model(run.data.tags[training.MODEL_URI_TAG])
+    refit = policies.fit_policy(policy, data.train, data.val, params=effective_params(run))
+    model = mlflow.pyfunc.load_model(run.data.tags[MODEL_URI_TAG])
     served = positive_scores(model, schema.to_feature_frame(data.test))
     np.testing.assert_allclose(served, refit.predict(data.test), rtol=1e-12, atol=0)
     # The same refit reproduces the logged validation metric exactly (same data + params + seed).
@@ -78,7 +83,7 @@ def test_pyfunc_model_reproduces_in_process_predictions(runs: dict[str, mlflow.e
 @pytest.mark.parametrize("policy", ["A", "B"])
 def test_signature_rejects_a_frame_missing_a_feature(runs: dict[str, mlflow.entities.Run], policy: str) -> None:
     run = runs[policy]
-    model = mlflow.pyfunc.load_model(run.data.tags[training.MODEL_URI_TAG])
+    model = mlflow.pyfunc.load_model(run.data.tags[MODEL_URI_TAG])
     frame = schema.to_feature_frame(load_prepared(run.data.params["prepare_run"]).test.head(5))
     with pytest.raises(MlflowException, match=r"missing inputs.*'user_pos_rate'"):
         model.predict(frame.drop(columns=["user_pos_rate"]))
@@ -99,7 +104,7 @@ def test_num_leaves_reaches_the_booster(runs: dict[str, mlflow.entities.Run]) ->
     run_id = train_b.main(["--prepare_run", prepare_run, *args])
     run = mlflow.MlflowClient().get_run(run_id)
     assert run.data.params["num_leaves"] == "63"
-    booster = mlflow.lightgbm.load_model(run.data.tags[training.MODEL_URI_TAG])
+    booster = mlflow.lightgbm.load_model(run.data.tags[MODEL_URI_TAG])
     assert "[num_leaves: 63]" in booster.model_to_string()
     leaves = [tree["num_leaves"] for tree in booster.dump_model()["tree_info"]]
     assert len(leaves) == 20 and 31 < max(leaves) <= 63
@@ -168,11 +173,11 @@ def test_mlflow_run_train_b_finds_its_prepare_run(fresh_tracking: str) -> None:
     # `mlflow run` logged the "" defaults first (shell-quoted, as "''"); the values used are in tags and in
     # effective_params.
     assert run.data.params["prepare_run"] == "''"
-    assert run.data.tags[training.PREPARE_RUN_TAG] == prepare_run
-    effective = training.effective_params(run)
+    assert run.data.tags[PREPARE_RUN_TAG] == prepare_run
+    effective = effective_params(run)
     assert (effective["prepare_run"], effective["split"], effective["seed"]) == (prepare_run, "temporal", "42")
     assert effective["num_leaves"] == "63"
-    booster = mlflow.lightgbm.load_model(run.data.tags[training.MODEL_URI_TAG])
+    booster = mlflow.lightgbm.load_model(run.data.tags[MODEL_URI_TAG])
     assert "[num_leaves: 63]" in booster.model_to_string()
 
 

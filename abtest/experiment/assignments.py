@@ -1,0 +1,59 @@
+"""Who the live router sends where: a sample of test users routed, and the per-arm table with its sample-ratio
+check that `demo` prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ab_router.arms import ARMS, CONTROL, TREATMENT
+from ab_router.schema import ITEM_ID, USER_ID
+from abtest.experiment.stats.config import AnalysisConfig
+from abtest.experiment.stats.srm import srm_test
+
+
+@dataclass(frozen=True)
+class AssignmentSummary:
+    """Per-arm users and rows of a routed sample, and the sample-ratio check against the configured split."""
+
+    table: pd.DataFrame  # index arm: users, rows, share_users, expected_share, mean_score
+    srm_p_value: float
+    srm_message: str
+
+
+def sample_pairs(test: pd.DataFrame, *, n_users: int, seed: int) -> pd.DataFrame:
+    """All test rows (user_id, item_id) of ``n_users`` users drawn without replacement (all users if fewer)."""
+    if n_users < 1:
+        raise ValueError(f"n_users must be >= 1, got {n_users}")
+    users = np.sort(test[USER_ID].unique())
+    chosen = np.random.default_rng(seed).choice(users, size=min(n_users, len(users)), replace=False)
+    rows = test[test[USER_ID].isin(chosen)]
+    return rows[[USER_ID, ITEM_ID]].astype("int64").reset_index(drop=True)
+
+
+def summarise_assignments(routed: pd.DataFrame, *, split: float) -> AssignmentSummary:
+    """Per-arm table of a router output and the chi-square sample-ratio p-value over users (not rows)."""
+    users = routed.drop_duplicates(USER_ID)
+    user_counts = users["policy"].value_counts().reindex(list(ARMS), fill_value=0)
+    table = pd.DataFrame(
+        {
+            "users": user_counts,
+            "rows": routed["policy"].value_counts().reindex(list(ARMS), fill_value=0),
+            "share_users": user_counts / max(len(users), 1),
+            "expected_share": [1.0 - split, split],
+            "mean_score": routed.groupby("policy")["score"].mean().reindex(list(ARMS)),
+        }
+    )
+    table.index.name = "arm"
+    if 0.0 < split < 1.0:
+        srm = srm_test(user_counts.tolist(), AnalysisConfig(expected_split=(1.0 - split, split)))
+        return AssignmentSummary(table=table, srm_p_value=srm.p_value, srm_message=srm.message)
+    everyone = TREATMENT if split == 1.0 else CONTROL
+    ok = bool(user_counts[everyone] == len(users))
+    return AssignmentSummary(
+        table=table,
+        srm_p_value=1.0 if ok else 0.0,
+        srm_message=f"split {split}: every user must be in {everyone}: {'yes' if ok else 'NO'}",
+    )

@@ -1,0 +1,69 @@
+"""What `register` registers, checked before any version or alias changes: each arm's training run, the prepare
+run both were trained on, and the evaluate run (if any) whose decision is copied onto the versions."""
+
+from __future__ import annotations
+
+import logging
+
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from ab_router.arms import policy_arm
+from abtest.tracking import tags
+from abtest.tracking.lineage import (
+    LineageError,
+    current_experiment_id,
+    resolve_upstream_run,
+)
+from abtest.tracking.params import effective_params
+
+log = logging.getLogger(__name__)
+
+
+def training_run(client: MlflowClient, arm: str, run_id: str) -> Run:
+    """The training run of ``arm``: ``run_id`` checked, or the latest FINISHED run of its training step."""
+    step = policy_arm(arm).train_entry_point
+    resolved = resolve_upstream_run(step, run_id, {}, how_to_make=f"mlflow run . -e {step}")
+    return client.get_run(resolved)
+
+
+def prepare_run_of(client: MlflowClient, training_run: Run) -> Run:
+    """The prepare run a training run read, from its lineage tag (or its param, for older runs)."""
+    # The training steps keep the resolved lineage in a tag (the param may hold `mlflow run`'s "" default).
+    prepare_run = training_run.data.tags.get(tags.PREPARE_RUN) or training_run.data.params.get("prepare_run")
+    if not prepare_run:
+        raise ValueError(
+            f"training run {training_run.info.run_id} has no {tags.PREPARE_RUN!r} tag or prepare_run "
+            "param; retrain it with the current train_a / train_b steps"
+        )
+    return client.get_run(prepare_run)
+
+
+def evaluate_run_of(client: MlflowClient, run_id: str, training_runs: dict[str, Run]) -> Run | None:
+    """The evaluate run of exactly these training runs: ``run_id`` checked, else the latest match, else None."""
+    wanted = {policy_arm(arm).run_param: run.info.run_id for arm, run in training_runs.items()}
+    if run_id:
+        run = client.get_run(resolve_upstream_run("evaluate", run_id, {}, how_to_make="mlflow run . -e evaluate"))
+        # An evaluate run started with "" run ids keeps the ids it resolved in abtest.resolved.* tags.
+        used = effective_params(run)
+        if any(used.get(name) != value for name, value in wanted.items()):
+            evaluated = {name: used.get(name, "") for name in wanted}
+            raise LineageError(
+                f"evaluate run {run_id} evaluated {evaluated}, not the training runs being registered {wanted}; "
+                "pass the evaluate run of these training runs, or evaluate_run='' to look it up"
+            )
+        log.info("evaluation tags from evaluate run %s", run_id)
+        return run
+    candidates = client.search_runs(
+        [current_experiment_id()],
+        filter_string=f"tags.{tags.STEP} = 'evaluate' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=200,
+    )
+    for run in candidates:
+        used = effective_params(run)
+        if all(used.get(name) == value for name, value in wanted.items()):
+            log.info("evaluation tags from evaluate run %s", run.info.run_id)
+            return run
+    log.info("no FINISHED evaluate run of these training runs; versions get no evaluation tags")
+    return None
