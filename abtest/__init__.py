@@ -2,7 +2,8 @@
 
 - :mod:`abtest.data`: raw MovieLens (GroupLens layouts, the recbole wheel, a synthetic generator) → validated,
   labelled and split interactions.
-- :mod:`abtest.features`: the splits → the feature frame both policies read and the lookup tables the router serves.
+- :mod:`abtest.features`: the splits → the feature frame both policies read and the lookup tables the router
+  serves.
 - :mod:`abtest.policies`: policy A (logistic regression) and policy B (LightGBM): fit, predict, log a training run.
 - :mod:`abtest.evaluation`: the offline comparison of A and B on the same test rows, with honest statistics.
 - :mod:`abtest.experiment`: the online experiment: traffic through the router, a click model, the statistics

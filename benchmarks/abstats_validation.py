@@ -97,7 +97,7 @@ def planted_rows(rng: np.random.Generator, seeds: int, *, users: int, lift: floa
 
 def srm_rows(rng: np.random.Generator, seeds: int, *, users: int) -> list[list]:
     """SRM detection of a 5% loss of B's users, and false alarms on a clean 0.5 split."""
-    config = AnalysisConfig()
+    config = AnalysisConfig(alpha=0.05)
     flagged_broken = flagged_clean = 0
     for _ in range(seeds):
         in_b = rng.random(users) < 0.5

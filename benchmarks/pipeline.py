@@ -11,8 +11,9 @@ For each size and repeat, in fresh stores:
 - ``main`` cold (empty store), then the identical ``main`` again (cached: every step reused).
 
 Sizes: ``ml-100k`` (the original zip via ``--zip`` / $ABTEST_ML100K_ZIP, else ``source=pypi``), ``ml-1m``
-(synthetic, ML-1M's sizes: 1,000,209 ratings, 6,040 users, 3,706 items, from ``abtest.data.synthetic``) and ``ml-1m-x10``
-(10x that; slow: choose it explicitly). The scaling exponent is the slope of log(time) against log(ratings).
+(synthetic, ML-1M's sizes: 1,000,209 ratings, 6,040 users, 3,706 items, from ``abtest.data.synthetic``) and
+``ml-1m-x10`` (10x that; slow: choose it explicitly). The scaling exponent is the slope of log(time) against
+log(ratings).
 
     python -m benchmarks.pipeline --sizes ml-100k,ml-1m --repeats 3
     python -m benchmarks.pipeline --sizes ml-100k,ml-1m,ml-1m-x10 --repeats 1 --skip-main

@@ -5,10 +5,11 @@
     python -m benchmarks.quality --zip ... --seeds 42,1,2,3,4,5      # and how robust the margins are to the seed
 
 For each split mode it runs what the pipeline runs, in process and without MLflow: the data engineer's split,
-``abtest.features.build.build_features``, and the trainers' own fit functions (``abtest.policies.models.fit_policy``) with the
-train_a / train_b defaults from MLproject (override with ``--set num_leaves=63``). It prints a markdown table of
-test AUC / logloss and the wall time of each stage, and checks the quality bar of issue 3: with split=autoint,
-B's test AUC >= 0.87, and B beats A on test AUC in every split mode. Exit code 1 when the bar is missed.
+``abtest.features.build.build_features``, and the trainers' own fit functions
+(``abtest.policies.models.fit_policy``) with the train_a / train_b defaults from MLproject (override with ``--set
+num_leaves=63``). It prints a markdown table of test AUC / logloss and the wall time of each stage, and checks the
+quality bar of issue 3: with split=autoint, B's test AUC >= 0.87, and B beats A on test AUC in every split mode.
+Exit code 1 when the bar is missed.
 
 The bar is judged at the first seed (default: MLproject's, i.e. the product's defaults). The seed moves the
 random/autoint split, the out-of-fold folds, the factorisation's start and both fits, so a margin of a few

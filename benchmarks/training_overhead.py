@@ -6,7 +6,8 @@ repeat, in this order:
 - ``train_b`` end to end: ``mlflow run -e train_b --env-manager local`` (process start, imports, data download,
   fit, metrics, plots, model logging);
 - ``train_b`` in process: ``steps.train_b.main`` (the same minus process start and imports);
-- ``abtest.policies.models.fit_lightgbm`` on the prepared train/val frames (the step's fit: Dataset construction, training
+- ``abtest.policies.models.fit_lightgbm`` on the prepared train/val frames (the step's fit: Dataset construction,
+  training
   with train+val evaluation every round and early stopping);
 - the baselines a user would write: ``lgb.train`` with the same params on the same feature matrix, (a) for the
   same number of rounds the fit trained and without evaluation (the physical cost of the trees), and (b) with the

@@ -4,8 +4,8 @@ Inputs: ``router_model_name`` ("" = router's default) at alias ``router``; its v
 (whose test split supplies the users), the configured split and the bundled policy versions; ``n_users`` users are
 sampled from that test split with ``seed``, and every test row of theirs is routed.
 Outputs (printed and logged on this run): the per-arm table (users, rows, share of users, expected share, mean
-score), the sample-ratio chi-square p-value (scipy, via abtest.experiment.stats.srm), example rows, the bundled versions;
-metrics ``users_a``, ``users_b``, ``share_b``, ``srm_p_value``; artifacts ``demo/assignments.txt`` and
+score), the sample-ratio chi-square p-value (scipy, via abtest.experiment.stats.srm), example rows, the bundled
+versions; metrics ``users_a``, ``users_b``, ``share_b``, ``srm_p_value``; artifacts ``demo/assignments.txt`` and
 ``demo/sample.csv``.
 """
 

@@ -1,13 +1,13 @@
 """Step `train_b`: policy B, LightGBM with native categorical features over the raw feature frame.
 
 Inputs: a `prepare` run (``--prepare_run``, or the latest FINISHED one with ``--dataset`` / ``--split``), read with
-``abtest.tracking.lineage.load_prepared``; hyperparameters num_leaves, learning_rate, n_estimators, min_child_samples,
-feature_fraction, bagging_fraction, lambda_l2, early_stopping_rounds (on validation AUC), monotone (the schema's
-per-feature monotone constraints, or none), seed (MLproject).
-Outputs (this run): params (with ``prepare_run``), ``train_*`` / ``val_*`` metrics (auc, pr_auc, logloss, brier),
-``best_iteration``, per-iteration ``curve_val_auc`` / ``curve_val_logloss``, ``validation_curve.csv/.png``,
-``importance.csv`` + ``importance.png`` (gain), ``features.json``, the model as the ``mlflow.lightgbm`` artifact
-``model`` (pyfunc predict = probability of a positive) and the tag ``abtest.model_uri`` pointing at it.
+``abtest.tracking.lineage.load_prepared``; hyperparameters num_leaves, learning_rate, n_estimators,
+min_child_samples, feature_fraction, bagging_fraction, lambda_l2, early_stopping_rounds (on validation AUC),
+monotone (the schema's per-feature monotone constraints, or none), seed (MLproject). Outputs (this run): params
+(with ``prepare_run``), ``train_*`` / ``val_*`` metrics (auc, pr_auc, logloss, brier), ``best_iteration``,
+per-iteration ``curve_val_auc`` / ``curve_val_logloss``, ``validation_curve.csv/.png``, ``importance.csv`` +
+``importance.png`` (gain), ``features.json``, the model as the ``mlflow.lightgbm`` artifact ``model`` (pyfunc
+predict = probability of a positive) and the tag ``abtest.model_uri`` pointing at it.
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def test_srm_known_value_and_flags():
     assert not result.flagged  # p = 0.011 is not below 0.001
     # a 0.5 split with 5% of B's users dropped
     assert srm_test([10_000, 9_500], CONFIG).flagged
-    uneven = AnalysisConfig(expected_split=(0.8, 0.2))
+    uneven = AnalysisConfig(expected_split=(0.8, 0.2), alpha=0.05)
     assert not srm_test([8_000, 2_000], uneven).flagged
     assert srm_test([5_000, 5_000], uneven).flagged
 
@@ -175,7 +175,7 @@ def test_config_rejects_bad_values_with_the_rule():
     with pytest.raises(ValueError, match=r"alpha must be in \(0, 1\), got 1.5"):
         AnalysisConfig(alpha=1.5)
     with pytest.raises(ValueError, match="summing to 1"):
-        AnalysisConfig(expected_split=(0.5, 0.6))
+        AnalysisConfig(expected_split=(0.5, 0.6), alpha=0.05)
     with pytest.raises(ValueError, match="one count per configured arm"):
         srm_test([1, 2, 3], CONFIG)
 

@@ -61,7 +61,13 @@ def test_segments_partition_and_cold_start():
 def test_evaluate_policies_end_to_end_in_memory():
     test, train, users, items, score_a, score_b = _tables()
     result = evaluate_policies(
-        test, score_a, score_b, train=train, users=users, items=items, config=EvaluationConfig(n_bootstrap=200)
+        test,
+        score_a,
+        score_b,
+        train=train,
+        users=users,
+        items=items,
+        config=EvaluationConfig(n_bootstrap=200, alpha=0.05, k=10, seed=42),
     )
     assert result.decision.winner == "B"
     segments = result.segments

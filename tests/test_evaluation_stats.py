@@ -34,7 +34,7 @@ def test_delong_matches_the_pairwise_definition_with_ties():
     labels = rng.integers(0, 2, 60)
     scores_a = np.round(rng.random(60) + 0.3 * labels, 1)  # rounded: many ties
     scores_b = np.round(rng.random(60) + 0.6 * labels, 1)
-    result = delong_test(labels, scores_a, scores_b)
+    result = delong_test(labels, scores_a, scores_b, alpha=0.05)
     diff, std_error = _brute_force_delong(labels, scores_a, scores_b)
     assert result.difference == pytest.approx(diff, abs=1e-12)
     assert result.std_error == pytest.approx(std_error, rel=1e-10)
@@ -50,7 +50,7 @@ def test_delong_hand_computed_example():
     v10, v01 = placement_values(labels, scores_a)
     np.testing.assert_allclose(v10, [1.0, 0.5])
     np.testing.assert_allclose(v01, [0.5, 1.0])
-    result = delong_test(labels, scores_a, scores_b)
+    result = delong_test(labels, scores_a, scores_b, alpha=0.05)
     # S10 of A = var([1, .5]) = 0.125, S01 of A = 0.125, B's components are constant -> var = 0.125/2 * 2.
     assert result.std_error == pytest.approx(np.sqrt(0.125), rel=1e-12)
     assert result.z == pytest.approx(0.25 / np.sqrt(0.125), rel=1e-12)
@@ -60,15 +60,15 @@ def test_delong_identical_scores_give_p_one():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 50)
     scores = rng.random(50)
-    result = delong_test(labels, scores, scores)
+    result = delong_test(labels, scores, scores, alpha=0.05)
     assert result.difference == 0 and result.p_value == 1.0
 
 
 def test_delong_rejects_bad_input():
     with pytest.raises(ValueError, match="0/1"):
-        delong_test(np.array([0, 2, 1, 0]), np.zeros(4), np.zeros(4))
+        delong_test(np.array([0, 2, 1, 0]), np.zeros(4), np.zeros(4), alpha=0.05)
     with pytest.raises(ValueError, match="at least 2 positives"):
-        delong_test(np.array([1, 0, 0, 0]), np.zeros(4), np.zeros(4))
+        delong_test(np.array([1, 0, 0, 0]), np.zeros(4), np.zeros(4), alpha=0.05)
 
 
 def _synthetic(n_users=200, items=300, per_user=20, seed=0, b_noise=0.6, a_noise=1.5):
@@ -133,34 +133,44 @@ def test_planted_difference_b_wins_and_interval_excludes_zero():
     rows = EvalRows.from_frame(frame)
     config = BootstrapConfig(n_bootstrap=300, alpha=0.05, seed=1)
     table = compare_policies(
-        policy_statistics(rows, score_a), policy_statistics(rows, score_b), rows.n_users, all_metrics(10), config
+        policy_statistics(rows, score_a, k=10),
+        policy_statistics(rows, score_b, k=10),
+        rows.n_users,
+        all_metrics(10),
+        config,
     )
     by_metric = {row.metric: row for row in table}
     assert by_metric["auc"].diff_low > 0 and by_metric["auc"].b_better
     assert by_metric["logloss"].diff_high < 0 and by_metric["logloss"].b_better
     assert by_metric["auc"].a_low <= by_metric["auc"].a <= by_metric["auc"].a_high
     assert by_metric["auc"].p_value < 0.01
-    decision = decide(by_metric["auc"], delong_test(rows.label, score_a, score_b), alpha=0.05)
+    decision = decide(by_metric["auc"], delong_test(rows.label, score_a, score_b, alpha=0.05), alpha=0.05)
     assert decision.winner == "B" and decision.label == "B wins"
     assert "B wins" in decision.reason
     # Swapping the roles makes A the winner.
     swapped = compare_policies(
-        policy_statistics(rows, score_b), policy_statistics(rows, score_a), rows.n_users, ["auc"], config
+        policy_statistics(rows, score_b, k=10),
+        policy_statistics(rows, score_a, k=10),
+        rows.n_users,
+        ["auc"],
+        config,
     )
-    assert decide(swapped[0], delong_test(rows.label, score_b, score_a), alpha=0.05).winner == "A"
+    assert decide(swapped[0], delong_test(rows.label, score_b, score_a, alpha=0.05), alpha=0.05).winner == "A"
 
 
 def test_identical_policies_no_difference_and_intervals_cover_zero():
     frame, score_a, _ = _synthetic()
     rows = EvalRows.from_frame(frame)
-    stats = policy_statistics(rows, score_a)
-    table = compare_policies(stats, stats, rows.n_users, all_metrics(10), BootstrapConfig(n_bootstrap=200))
+    stats = policy_statistics(rows, score_a, k=10)
+    table = compare_policies(
+        stats, stats, rows.n_users, all_metrics(10), BootstrapConfig(n_bootstrap=200, alpha=0.05, seed=42)
+    )
     for row in table:
         if row.metric == "coverage_at_10":  # a set size: point values only, no interval or p
             assert row.diff == 0 and np.isnan([row.diff_low, row.diff_high, row.p_value]).all()
             continue
         assert row.diff == 0 and row.diff_low <= 0 <= row.diff_high and row.p_value == 1.0
-    decision = decide(table[0], delong_test(rows.label, score_a, score_a), alpha=0.05)
+    decision = decide(table[0], delong_test(rows.label, score_a, score_a, alpha=0.05), alpha=0.05)
     assert decision.winner == "none" and decision.label == "no significant difference"
 
 
@@ -176,9 +186,13 @@ def test_clustered_interval_is_wider_than_row_resampling_when_users_differ():
     frame = pd.DataFrame({"user_id": users, "item_id": np.tile(np.arange(per_user), n_users), "label": label})
     rows = EvalRows.from_frame(frame)
     table = compare_policies(
-        policy_statistics(rows, score_a), policy_statistics(rows, score_b), n_users, ["auc"], BootstrapConfig()
+        policy_statistics(rows, score_a, k=10),
+        policy_statistics(rows, score_b, k=10),
+        n_users,
+        ["auc"],
+        BootstrapConfig(n_bootstrap=1000, alpha=0.05, seed=42),
     )
-    delong = delong_test(label, score_a, score_b)
+    delong = delong_test(label, score_a, score_b, alpha=0.05)
     assert table[0].diff_high - table[0].diff_low > 0.9 * (delong.ci_high - delong.ci_low)
     assert comparison_frame(table).loc[0, "metric"] == "auc"
 
@@ -190,11 +204,11 @@ def test_bootstrap_of_1000_replicates_on_20k_rows_is_fast():
     rows = EvalRows.from_frame(frame)
     start = time.perf_counter()
     compare_policies(
-        policy_statistics(rows, score_a),
-        policy_statistics(rows, score_b),
+        policy_statistics(rows, score_a, k=10),
+        policy_statistics(rows, score_b, k=10),
         rows.n_users,
         all_metrics(10),
-        BootstrapConfig(n_bootstrap=1000),
+        BootstrapConfig(n_bootstrap=1000, alpha=0.05, seed=42),
     )
     assert time.perf_counter() - start < 20  # about 1-2 s on 2 cores; generous for a loaded CI box
 
@@ -207,13 +221,13 @@ def test_bootstrap_p_value_tails():
 
 def test_config_and_rows_validation():
     with pytest.raises(ValueError, match="n_bootstrap"):
-        BootstrapConfig(n_bootstrap=0)
+        BootstrapConfig(n_bootstrap=0, alpha=0.05, seed=42)
     with pytest.raises(ValueError, match="alpha"):
-        BootstrapConfig(alpha=1.5)
+        BootstrapConfig(alpha=1.5, n_bootstrap=1000, seed=42)
     with pytest.raises(ValueError, match="missing columns"):
         EvalRows.from_frame(pd.DataFrame({"user_id": [1]}))
     rows = EvalRows.from_frame(pd.DataFrame({"user_id": [1, 2], "item_id": [1, 1], "label": [0, 1]}))
     with pytest.raises(ValueError, match=r"shape \(2,\)"):
-        policy_statistics(rows, np.array([0.1, 0.2, 0.3]))
+        policy_statistics(rows, np.array([0.1, 0.2, 0.3]), k=10)
     with pytest.raises(ValueError, match="probabilities"):
-        policy_statistics(rows, np.array([0.1, 1.2]))
+        policy_statistics(rows, np.array([0.1, 1.2]), k=10)

@@ -183,7 +183,9 @@ def test_coverage_gets_point_values_but_no_interval_because_resampling_biases_it
     assert replicates["coverage_at_5"].max() < point_metrics(stats_a, ["coverage_at_5"])["coverage_at_5"]
     table = {
         row.metric: row
-        for row in compare_policies(stats_a, stats_b, rows.n_users, ["auc", "coverage_at_5"], BootstrapConfig(200))
+        for row in compare_policies(
+            stats_a, stats_b, rows.n_users, ["auc", "coverage_at_5"], BootstrapConfig(200, alpha=0.05, seed=42)
+        )
     }
     coverage = table["coverage_at_5"]
     assert coverage.a == pytest.approx(point_metrics(stats_a, ["coverage_at_5"])["coverage_at_5"])
@@ -197,7 +199,7 @@ def test_coverage_gets_point_values_but_no_interval_because_resampling_biases_it
         train=train,
         users=users,
         items=items,
-        config=EvaluationConfig(n_bootstrap=100),
+        config=EvaluationConfig(n_bootstrap=100, alpha=0.05, k=10, seed=42),
         with_figures=False,
     )
     metrics = headline_metrics(result)
@@ -218,9 +220,11 @@ def test_segments_below_the_user_minimum_report_point_values_only():
     few = frame["user_id"].isin([0, 1, 2]).to_numpy()
     many = frame["user_id"] < MIN_SEGMENT_USERS + 5
     segments = [Segment("user history", "10-29", few), Segment("gender", "M", many.to_numpy())]
-    table = compare_segments(rows, score_a, score_b, segments, config=BootstrapConfig(n_bootstrap=200))
+    table = compare_segments(
+        rows, score_a, score_b, segments, config=BootstrapConfig(n_bootstrap=200, alpha=0.05, seed=42), k=10
+    )
     small = table[table["segment"] == "10-29"].set_index("metric")
-    auc_a = point_metrics(policy_statistics(rows.subset(few), score_a[few]), ["auc"])["auc"]
+    auc_a = point_metrics(policy_statistics(rows.subset(few), score_a[few], k=10), ["auc"])["auc"]
     assert small.loc["auc", "n_users"] == 3 and small.loc["auc", "a"] == pytest.approx(auc_a)
     assert small.loc["auc", "diff"] == pytest.approx(small.loc["auc", "b"] - small.loc["auc", "a"])
     assert small[["a_low", "a_high", "diff_low", "diff_high", "p_value"]].isna().all().all()
@@ -237,11 +241,11 @@ def test_metric_at_its_bound_for_both_policies_is_marked_uninformative():
     frame.loc[frame.groupby("user_id").cumcount() < 12, "label"] = 1  # 12 of 15 positive: any top 10 hits
     rows = EvalRows.from_frame(frame)
     table = compare_policies(
-        policy_statistics(rows, score_a),
-        policy_statistics(rows, score_b),
+        policy_statistics(rows, score_a, k=10),
+        policy_statistics(rows, score_b, k=10),
         rows.n_users,
         ["auc", "hitrate_at_10"],
-        BootstrapConfig(n_bootstrap=200),
+        BootstrapConfig(n_bootstrap=200, alpha=0.05, seed=42),
     )
     by_metric = {row.metric: row for row in table}
     assert by_metric["hitrate_at_10"].a == by_metric["hitrate_at_10"].b == 1.0

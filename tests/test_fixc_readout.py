@@ -29,7 +29,11 @@ def _readout():
     )
     covariate = pd.Series(rng.poisson(5, users.size).astype(float), index=users)
     return analyse(
-        user_days, covariate, config=AnalysisConfig(sequential_tuning=400), days=2, environment="replay"
+        user_days,
+        covariate,
+        config=AnalysisConfig(sequential_tuning=400, alpha=0.05),
+        days=2,
+        environment="replay",
     )
 
 

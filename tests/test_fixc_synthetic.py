@@ -1,4 +1,5 @@
-"""`python -m abtest.data.synthetic --scale` below 1: sizes that can be generated, and a clear error for scale <= 0."""
+"""`python -m abtest.data.synthetic --scale` below 1: sizes that can be generated, and a clear error for scale <=
+0."""
 
 from __future__ import annotations
 

@@ -159,7 +159,7 @@ def test_readout_flags_srm_when_b_loses_users():
             "clicks": rng.binomial(10, 0.1, users.size),
         }
     )
-    config = AnalysisConfig(sequential_tuning=20_000)
+    config = AnalysisConfig(sequential_tuning=20_000, alpha=0.05)
     clean = analyse(user_days, pd.Series(dtype=float), config=config, days=3, environment="replay")
     assert not clean.srm.flagged
     dropped = user_days[~((user_days["policy"] == "B") & (rng.random(len(user_days)) < 0.05))]

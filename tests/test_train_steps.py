@@ -21,8 +21,10 @@ from abtest.tracking.params import effective_params
 from abtest.tracking.tags import MODEL_URI as MODEL_URI_TAG
 from abtest.tracking.tags import PREPARE_RUN as PREPARE_RUN_TAG
 from steps import train_a, train_b
+from steps.cli import parameter_defaults
 from tests.fixtures_models import log_synthetic_prepare_run
 
+PREPARE_DEFAULTS = parameter_defaults("prepare")
 METRICS = {f"{split}_{name}" for split in ("train", "val") for name in ("auc", "pr_auc", "logloss", "brier")}
 
 
@@ -140,16 +142,23 @@ def test_lookup_picks_the_latest_finished_prepare_run_with_the_same_data(fresh_t
     client = mlflow.MlflowClient()
     unrelated = client.create_run(client.get_run(temporal_new).info.experiment_id).info.run_id
     client.set_terminated(unrelated)
-    found = training.resolve_prepare_run(prepare_run="", dataset="", split="")
+    found = training.resolve_prepare_run(prepare_run="", dataset="", split="", defaults=PREPARE_DEFAULTS)
     assert found == training.PrepareLineage(run_id=temporal_new, dataset="ml-100k", split="temporal")
-    assert training.resolve_prepare_run(prepare_run="", dataset="", split="random").run_id == random_split
+    assert (
+        training.resolve_prepare_run(prepare_run="", dataset="", split="random", defaults=PREPARE_DEFAULTS).run_id
+        == random_split
+    )
     # An explicit run id wins, and its own data parameters are reported.
-    explicit = training.resolve_prepare_run(prepare_run=temporal_old, dataset="", split="")
+    explicit = training.resolve_prepare_run(
+        prepare_run=temporal_old, dataset="", split="", defaults=PREPARE_DEFAULTS
+    )
     assert explicit == training.PrepareLineage(run_id=temporal_old, dataset="ml-100k", split="temporal")
     with pytest.raises(LineageError, match=r"does not match the requested data: split='random' but the run has"):
-        training.resolve_prepare_run(prepare_run=temporal_old, dataset="", split="random")
+        training.resolve_prepare_run(
+            prepare_run=temporal_old, dataset="", split="random", defaults=PREPARE_DEFAULTS
+        )
     with pytest.raises(LineageError, match="not a 'prepare' run"):
-        training.resolve_prepare_run(prepare_run=unrelated, dataset="", split="")
+        training.resolve_prepare_run(prepare_run=unrelated, dataset="", split="", defaults=PREPARE_DEFAULTS)
 
 
 @pytest.mark.e2e

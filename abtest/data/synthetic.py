@@ -430,7 +430,7 @@ def write_recbole_wheel(path: str | Path, tables: MovieLensTables) -> Path:
 
 # --------------------------------------------------------------------------------------------------- CLI
 def main(argv: Sequence[str] | None = None) -> Path:
-    """``python -m abtest.data.synthetic --layout ml-1m --scale 1 --out data/x.zip``: sizes = real sizes x scale."""
+    """``python -m abtest.data.synthetic --layout ml-1m --scale 1 --out data/x.zip``: sizes = real x scale."""
     parser = argparse.ArgumentParser(prog="abtest.data.synthetic", description=__doc__.split("\n\n")[0])
     parser.add_argument("--layout", choices=LAYOUTS, default="ml-100k")
     parser.add_argument(

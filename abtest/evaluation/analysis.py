@@ -30,12 +30,12 @@ WINNER_CODE: dict[str, int] = {TREATMENT: 1, "none": 0, CONTROL: -1}
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    """The evaluate step's parameters that shape the statistics."""
+    """The evaluate step's parameters that shape the statistics (their defaults are MLproject's, not here)."""
 
-    alpha: float = 0.05
-    n_bootstrap: int = 1000
-    k: int = 10
-    seed: int = 42
+    alpha: float
+    n_bootstrap: int
+    k: int
+    seed: int
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -96,7 +96,7 @@ def evaluate_policies(
     primary = next(row for row in table if row.metric == PRIMARY_METRIC)
     decision = decide(primary, delong, alpha=config.alpha)
     segments = compare_segments(
-        rows, scores_a, scores_b, define_segments(test, train, users, items), config=config.bootstrap
+        rows, scores_a, scores_b, define_segments(test, train, users, items), config=config.bootstrap, k=config.k
     )
     result = EvaluationResult(
         config=config,

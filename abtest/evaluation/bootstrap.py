@@ -25,11 +25,11 @@ from abtest.evaluation.metrics import (
 
 @dataclass(frozen=True)
 class BootstrapConfig:
-    """How many replicates, at which level, from which seed."""
+    """How many replicates, at which level, from which seed (evaluate's MLproject parameters; no defaults here)."""
 
-    n_bootstrap: int = 1000
-    alpha: float = 0.05
-    seed: int = 42
+    n_bootstrap: int
+    alpha: float
+    seed: int
 
     def __post_init__(self) -> None:
         if self.n_bootstrap < 1:

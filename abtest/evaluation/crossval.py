@@ -12,11 +12,12 @@ The held-out test split is left alone: the folds cut the training and validation
   easier task than the test split (on ML-100K, CV AUC about 0.80 against a test AUC about 0.71).
 
 For each fold, the history features are rebuilt from that fold's training part only
-(``abtest.features.build.build_features``), a slice of the training part is kept aside for policy B's early stopping (as
-``train_b`` uses the validation split; under ``forward`` the slice is the most recent rows of the training part,
-so early stopping also looks forward in time), both policies are refit through ``abtest.policies.models.fit_policy`` and
-scored on the held-out fold. The paired per-fold differences are tested with the Nadeau-Bengio corrected
-resampled t-test, because fold results share training rows and the plain paired t-test is too confident.
+(``abtest.features.build.build_features``), a slice of the training part is kept aside for policy B's early
+stopping (as ``train_b`` uses the validation split; under ``forward`` the slice is the most recent rows of the
+training part, so early stopping also looks forward in time), both policies are refit through
+``abtest.policies.models.fit_policy`` and scored on the held-out fold. The paired per-fold differences are tested
+with the Nadeau-Bengio corrected resampled t-test, because fold results share training rows and the plain paired
+t-test is too confident.
 
 Folds are independent given the seed, so ``n_jobs > 1`` fits them in that many fresh (spawned) processes, each
 held to one BLAS/OpenMP thread: on the 2-core machines this project targets the cross-validation is most of the
@@ -204,9 +205,9 @@ def cross_validate(
     ``scheme``: ``"random"`` (shuffled K-fold) or ``"forward"`` (forward in time by ``timestamp``; see the module
     docstring).
 
-    ``build_features`` and ``fit_policy`` are passed in (the real ones are ``abtest.features.build.build_features`` and
-    ``abtest.policies.models.fit_policy``) so this module stays importable and testable on its own; with ``n_jobs > 1``
-    they must be picklable (module-level functions).
+    ``build_features`` and ``fit_policy`` are passed in (the real ones are ``abtest.features.build.build_features``
+    and ``abtest.policies.models.fit_policy``) so this module stays importable and testable on its own; with
+    ``n_jobs > 1`` they must be picklable (module-level functions).
     """
     if n_folds < 2:
         raise ValueError(f"cross-validation needs n_folds >= 2, got {n_folds} (0 or 1 disables it upstream)")

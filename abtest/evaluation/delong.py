@@ -54,9 +54,7 @@ def placement_values(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray
     return v10, v01
 
 
-def delong_test(
-    labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, *, alpha: float = 0.05
-) -> DelongResult:
+def delong_test(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, *, alpha: float) -> DelongResult:
     """Paired DeLong test of AUC(B) − AUC(A) on the same rows; CI at level 1 − ``alpha`` (normal approximation)."""
     labels = np.asarray(labels)
     scores_a = np.asarray(scores_a, dtype=float)

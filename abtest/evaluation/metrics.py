@@ -178,7 +178,7 @@ def _per_user_ranking(rows: EvalRows, scores: np.ndarray, k: int):
 
 
 def policy_statistics(
-    rows: EvalRows, scores: np.ndarray, *, k: int = 10, n_bins: int = DEFAULT_CALIBRATION_BINS
+    rows: EvalRows, scores: np.ndarray, *, k: int, n_bins: int = DEFAULT_CALIBRATION_BINS
 ) -> PolicyStatistics:
     """Reduce one policy's scores on ``rows`` to the per-user statistics every metric is computed from."""
     if k < 1:

@@ -89,6 +89,7 @@ def compare_segments(
     segments: Sequence[Segment],
     *,
     config: BootstrapConfig,
+    k: int,
     metrics: Sequence[str] = SEGMENT_METRICS,
 ) -> pd.DataFrame:
     """One row per (segment, metric): counts, A, B, B − A with intervals, and a ``note``.
@@ -111,8 +112,8 @@ def compare_segments(
         if min(positives, negatives) < MIN_CLASS_ROWS:
             records += [{**counts, "metric": metric, "note": TOO_FEW_ROWS_NOTE} for metric in metrics]
             continue
-        stats_a = policy_statistics(subset, scores_a[segment.mask])
-        stats_b = policy_statistics(subset, scores_b[segment.mask])
+        stats_a = policy_statistics(subset, scores_a[segment.mask], k=k)
+        stats_b = policy_statistics(subset, scores_b[segment.mask], k=k)
         if subset.n_users < MIN_SEGMENT_USERS:
             point_a, point_b = point_metrics(stats_a, metrics), point_metrics(stats_b, metrics)
             records += [

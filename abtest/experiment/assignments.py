@@ -48,7 +48,7 @@ def summarise_assignments(routed: pd.DataFrame, *, split: float) -> AssignmentSu
     )
     table.index.name = "arm"
     if 0.0 < split < 1.0:
-        srm = srm_test(user_counts.tolist(), AnalysisConfig(expected_split=(1.0 - split, split)))
+        srm = srm_test(user_counts.tolist(), AnalysisConfig(expected_split=(1.0 - split, split), alpha=0.05))
         return AssignmentSummary(table=table, srm_p_value=srm.p_value, srm_message=srm.message)
     everyone = TREATMENT if split == 1.0 else CONTROL
     ok = bool(user_counts[everyone] == len(users))

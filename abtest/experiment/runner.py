@@ -1,9 +1,9 @@
 """One simulated A/B experiment end to end, from a prepare run's tables and a router to a readout.
 
-:func:`run_experiment` is what the `simulate` step calls; it takes the router as a :data:`abtest.experiment.traffic.Scorer`, so
-the benchmark and the tests run the same code with stand-in routers. :func:`resolve_router` reads the router
-version's lineage (its prepare run and split) from the registry, and :func:`endpoint_scorer` /
-:func:`pyfunc_scorer` make a scorer of a served endpoint or an in-process model.
+:func:`run_experiment` is what the `simulate` step calls; it takes the router as a
+:data:`abtest.experiment.traffic.Scorer`, so the benchmark and the tests run the same code with stand-in routers.
+:func:`resolve_router` reads the router version's lineage (its prepare run and split) from the registry, and
+:func:`endpoint_scorer` / :func:`pyfunc_scorer` make a scorer of a served endpoint or an in-process model.
 """
 
 from __future__ import annotations

@@ -51,8 +51,9 @@ def resolve_prepare_run(
 
     With ``prepare_run`` given, that run is checked (exists, FINISHED, is a prepare run) and its own dataset and
     split are used; a non-empty ``dataset`` / ``split`` that contradicts it is an error. Without it, empty
-    ``dataset`` / ``split`` take prepare's ``defaults`` (its MLproject defaults) and the latest FINISHED prepare run with those values in the
-    current experiment is used; if there is none, the error says which command makes one.
+    ``dataset`` / ``split`` take prepare's ``defaults`` (its MLproject defaults) and the latest FINISHED prepare
+    run with those values in the current experiment is used; if there is none, the error says which command makes
+    one.
     """
     requested = {"dataset": dataset, "split": split}
     if prepare_run:

@@ -118,8 +118,8 @@ def describe_chosen_run(step: str, run: Run, matched: Mapping[str, Any]) -> str:
 def step_run(step: str) -> Iterator[mlflow.ActiveRun]:
     """Open the step's run (the one `mlflow run` created, via MLFLOW_RUN_ID) and tag it with the step name.
 
-    When the body raises, the run is tagged :data:`abtest.tracking.tags.ERROR` = ``"<Type>: <message>"`` before MLflow marks it
-    FAILED, so whoever launched the step can say why without reading its console output.
+    When the body raises, the run is tagged :data:`abtest.tracking.tags.ERROR` = ``"<Type>: <message>"`` before
+    MLflow marks it FAILED, so whoever launched the step can say why without reading its console output.
 
     On the embedded SQLite store, concurrent steps are made safe first (abtest/tracking/store.py): the schema is
     created once under a lock, and a lock held past MLflow's busy timeout is retried, then explained.
@@ -139,7 +139,8 @@ def records_failure(main: Callable[_Params, _Result]) -> Callable[_Params, _Resu
 
     ``mlflow run`` creates the step's run (``MLFLOW_RUN_ID``) before the step starts, so a check that fails
     before the step opens it (a bad parameter, a refused lineage) still leaves a FAILED run: it gets the same
-    :data:`abtest.tracking.tags.ERROR`. Run in process without ``mlflow run`` there is no such run, and nothing is tagged.
+    :data:`abtest.tracking.tags.ERROR`. Run in process without ``mlflow run`` there is no such run, and nothing is
+    tagged.
     """
 
     @functools.wraps(main)
@@ -156,7 +157,7 @@ def records_failure(main: Callable[_Params, _Result]) -> Callable[_Params, _Resu
 
 
 def error_text(exc: BaseException) -> str:
-    """A failed step's reason as a tag value: ``"<Type>: <message>"``, cut to :data:`tags.SHORT_VALUE_CHARS` chars."""
+    """A failed step's reason as a tag value: ``"<Type>: <message>"``, cut to ``tags.SHORT_VALUE_CHARS`` chars."""
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= tags.SHORT_VALUE_CHARS else text[: tags.SHORT_VALUE_CHARS - 3] + "..."
 

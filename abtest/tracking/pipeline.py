@@ -39,7 +39,6 @@ from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_ENTRY_POINT
 
 from abtest.tracking import tags
 
-
 log = logging.getLogger(__name__)
 
 # Files whose change changes what a step computes; docs, tests and benchmarks do not.
@@ -299,9 +298,9 @@ def mlflow_launcher(*, project_uri: str, env_manager: str, experiment_id: str) -
 def failure_reason(run_id: str | None, fallback: str, *, client: MlflowClient | None = None) -> str:
     """Why a step's run failed: its :data:`abtest.tracking.tags.ERROR` ("<Type>: <message>"), else ``fallback``.
 
-    A step whose ``main`` is not decorated with :func:`~abtest.tracking.lineage.records_failure` and that failed before
-    opening its run (a parameter check) has no such tag; the reason is then only in its console output, and the
-    fallback says so.
+    A step whose ``main`` is not decorated with :func:`~abtest.tracking.lineage.records_failure` and that failed
+    before opening its run (a parameter check) has no such tag; the reason is then only in its console output, and
+    the fallback says so.
     """
     if run_id:
         try:

@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 
 # The evaluate run's decision, copied onto both versions so the registry alone tells which policy won offline.
 EVALUATION_TAGS = (tags.DECISION, tags.WINNER)
-# Per-iteration histories (train_b's ``curve_val_auc`` at step = iteration, abtest/policies/training.py::log_curve): their
-# latest value is the last iteration trained, not the model's, so they never become version tags.
+# Per-iteration histories (train_b's ``curve_val_auc`` at step = iteration,
+# abtest/policies/training.py::log_curve): their latest value is the last iteration trained, not the model's, so
+# they never become version tags.
 HISTORY_METRIC_PREFIX = "curve_"
 
 

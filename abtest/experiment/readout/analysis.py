@@ -1,9 +1,10 @@
 """The experiment readout's statistics: from per-(day, user) traffic to the numbers the decision rests on.
 
-:func:`analyse` turns :func:`abtest.experiment.traffic.user_day_table` into an :class:`ExperimentReadout` with the engine in
-:mod:`abtest.experiment.stats`: per day (cumulative) the lift with its fixed-horizon interval, the confidence sequence and
-the always-valid p-value; at the end the SRM check, the lift with and without CUPED, power and MDE, guardrails and
-(synthetic environment) the truth. The decision sentence is :mod:`.decision`; the files are :mod:`.report`.
+:func:`analyse` turns :func:`abtest.experiment.traffic.user_day_table` into an :class:`ExperimentReadout` with the
+engine in :mod:`abtest.experiment.stats`: per day (cumulative) the lift with its fixed-horizon interval, the
+confidence sequence and the always-valid p-value; at the end the SRM check, the lift with and without CUPED, power
+and MDE, guardrails and (synthetic environment) the truth. The decision sentence is :mod:`.decision`; the files are
+:mod:`.report`.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ class AnalysisConfig:
     (Howard et al.'s N*; GrowthBook's ``sequential_tuning_parameter``): set it near the planned sample size.
     """
 
-    alpha: float = 0.05
+    alpha: float  # simulate's MLproject parameter: no default here
     expected_split: tuple[float, ...] = (0.5, 0.5)
     srm_threshold: float = 0.001
     power: float = 0.8
