@@ -119,7 +119,7 @@ def _pair_features(user: _Gathered, item: _Gathered) -> dict[str, np.ndarray]:
             raise ValueError(
                 f"the lookup tables must carry the same number (> 0) of {user_prefix}k and {item_prefix}k "
                 f"columns, got {len(user_vector)} and {len(item_vector)}; rebuild them with the current "
-                "abtest.features.build"
+                "feature code (abtest.features.build)"
             )
         pair[name] = np.einsum("ij,ij->i", user.block(user_vector), item.block(item_vector))
     segment = user.block(user.prefixed(USER_SEGMENT_PREFIX))

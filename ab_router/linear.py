@@ -33,10 +33,6 @@ class UnsupportedPipelineError(ValueError):
     """The fitted estimator has a component (or a setting) the compiler does not reproduce exactly."""
 
 
-# One column block: the input columns it reads and the function mapping them (float matrix) to output columns.
-Block = tuple[list[str], Callable[[np.ndarray], np.ndarray]]
-
-
 def _imputer(imputer) -> Callable[[np.ndarray], np.ndarray]:
     if imputer.keep_empty_features or np.isnan(imputer.statistics_).any():
         # An all-missing training column is dropped by the imputer; rare, and not worth reproducing.

@@ -42,7 +42,6 @@ from ab_router.policy import Predictor, positive_scores
 from ab_router.schema import (
     ITEM_ID,
     ROUTER_OUTPUT,
-    ROUTER_OUTPUT_COLUMNS,
     USER_ID,
     feature_dtypes,
     to_feature_frame,
@@ -55,8 +54,6 @@ POLICY_ARTIFACTS: dict[str, str] = {arm.name: arm.router_artifact for arm in POL
 USER_FEATURES_ARTIFACT = "user_features"
 ITEM_FEATURES_ARTIFACT = "item_features"
 FEATURE_DEFAULTS_ARTIFACT = "feature_defaults"
-
-OUTPUT_COLUMNS: tuple[str, ...] = ROUTER_OUTPUT_COLUMNS
 
 
 def code_digest() -> str:

@@ -21,7 +21,6 @@ ITEM_ID = "item_id"
 RATING = "rating"
 TIMESTAMP = "timestamp"
 LABEL = "label"
-ID_COLUMNS: tuple[str, ...] = (USER_ID, ITEM_ID)
 
 # What the served router returns per row, with each column's MLflow type: the router's signature, its empty
 # answer, simulate and the tests all read this one mapping.
@@ -157,9 +156,6 @@ CATEGORICAL_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.cate
 NUMERIC_FEATURES: tuple[str, ...] = tuple(
     f.name for f in FEATURES if not f.categorical and f.name not in GENRE_COLUMNS
 )
-USER_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.source == "user")
-ITEM_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.source == "item")
-PAIR_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.source == "pair")
 # Policy B's monotone constraint per feature, in FEATURE_COLUMNS order (LightGBM's `monotone_constraints`).
 MONOTONE_CONSTRAINTS: tuple[int, ...] = tuple(f.monotone for f in FEATURES)
 

@@ -21,7 +21,6 @@ from ab_router.features import assemble_features
 from ab_router.model import (
     FEATURE_DEFAULTS_ARTIFACT,
     ITEM_FEATURES_ARTIFACT,
-    OUTPUT_COLUMNS,
     OUTPUT_TYPES,
     USER_FEATURES_ARTIFACT,
     ABRouterModel,
@@ -101,7 +100,7 @@ def test_each_row_gets_its_users_arm_and_that_policys_score(saved, router) -> No
     tables, policies = saved[:2]
     pairs = random_pairs(tables, 400)
     out = router.predict(pairs)
-    assert list(out.columns) == list(OUTPUT_COLUMNS)
+    assert list(out.columns) == list(ROUTER_OUTPUT_COLUMNS)
     assert out["user_id"].tolist() == pairs["user_id"].tolist()
     assert out["item_id"].tolist() == pairs["item_id"].tolist()
     expected = assign_arms(pairs["user_id"], AssignmentConfig(0.5, SALT, "hash"))
@@ -174,7 +173,7 @@ def test_empty_request_gets_no_rows_with_every_output_column(router, params) -> 
     empty = pd.DataFrame({"user_id": pd.Series(dtype="int64"), "item_id": pd.Series(dtype="int64")})
     out = router.predict(empty, params=params)
     assert len(out) == 0
-    assert list(out.columns) == list(OUTPUT_COLUMNS)
+    assert list(out.columns) == list(ROUTER_OUTPUT_COLUMNS)
     assert out.dtypes.astype(str).to_dict() == {
         "user_id": "int64",
         "item_id": "int64",

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from ab_router.assignment import AssignmentConfig, assign_arms
-from ab_router.model import OUTPUT_COLUMNS
+from ab_router.schema import ROUTER_OUTPUT_COLUMNS
 from abtest.experiment.assignments import summarise_assignments
 from abtest.experiment.router_client import invoke, request_body
 from abtest.tracking.tags import STEP as STEP_TAG
@@ -48,7 +48,7 @@ def test_good_request_gets_200_and_every_output_column(
     response = _post(router_url, request_body(frame, orient=orient))
     assert response.status_code == 200, response.text
     out = pd.DataFrame(response.json()["predictions"])
-    assert list(out.columns) == list(OUTPUT_COLUMNS)
+    assert list(out.columns) == list(ROUTER_OUTPUT_COLUMNS)
     config = AssignmentConfig(float(router_tags["abtest.split"]), router_tags["abtest.salt"], "hash")
     assert out["policy"].tolist() == assign_arms(frame["user_id"], config).policy.tolist()
     versions = {"A": router_tags["abtest.policy_a_version"], "B": router_tags["abtest.policy_b_version"]}

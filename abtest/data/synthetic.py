@@ -431,7 +431,7 @@ def write_recbole_wheel(path: str | Path, tables: MovieLensTables) -> Path:
 # --------------------------------------------------------------------------------------------------- CLI
 def main(argv: Sequence[str] | None = None) -> Path:
     """``python -m abtest.data.synthetic --layout ml-1m --scale 1 --out data/x.zip``: sizes = real x scale."""
-    parser = argparse.ArgumentParser(prog="abtest.data.synthetic", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m abtest.data.synthetic", description=__doc__.split("\n\n")[0])
     parser.add_argument("--layout", choices=LAYOUTS, default="ml-100k")
     parser.add_argument(
         "--scale", type=float, default=1.0, help="> 0; multiplies the real dataset's sizes (see scaled_sizes)"

@@ -276,23 +276,23 @@ def history_tables(
     segments = user_segments(user_profiles)
     segment_rates = _item_segment_rates(history, segments, item_stats["item_pos_rate"], config)
     factor_frames, factor_defaults = [[], []], [{}, {}]
-    for name, target, factor_config in (("mf_score", RATING, config.factorization),):
-        factors = fit_factorization(
-            history[USER_ID].to_numpy(),
-            history[ITEM_ID].to_numpy(),
-            history[target].to_numpy(),
-            config=factor_config,
-            seed=seed,
+    factors = fit_factorization(
+        history[USER_ID].to_numpy(),
+        history[ITEM_ID].to_numpy(),
+        history[RATING].to_numpy(),
+        config=config.factorization,
+        seed=seed,
+    )
+    user_prefix, item_prefix = DOT_FEATURES["mf_score"]
+    for side, (vectors, default, prefix) in enumerate(
+        (
+            (factors.user_vectors, factors.default_user(), user_prefix),
+            (factors.item_vectors, factors.default_item(), item_prefix),
         )
-        for side, (vectors, default, prefix) in enumerate(
-            (
-                (factors.user_vectors, factors.default_user(), DOT_FEATURES[name][0]),
-                (factors.item_vectors, factors.default_item(), DOT_FEATURES[name][1]),
-            )
-        ):
-            named = vectors.rename(columns=lambda k, prefix=prefix: f"{prefix}{k}")
-            factor_frames[side].append(named)
-            factor_defaults[side].update(zip(named.columns, default.tolist(), strict=True))
+    ):
+        named = vectors.rename(columns=lambda k, prefix=prefix: f"{prefix}{k}")
+        factor_frames[side].append(named)
+        factor_defaults[side].update(zip(named.columns, default.tolist(), strict=True))
     for side, frames in enumerate(_taste_centroids(history, factors, config.factorization.n_factors)):
         for frame in frames:
             factor_frames[side].append(frame)

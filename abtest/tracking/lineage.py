@@ -182,7 +182,6 @@ class PreparedData:
     user_features: pd.DataFrame
     item_features: pd.DataFrame
     feature_defaults: dict[str, Any] = field(default_factory=dict)
-    feature_tables_dir: Path | None = None
 
     @property
     def train(self) -> pd.DataFrame:
@@ -233,5 +232,4 @@ def load_prepared(run_id: str, *, dst_dir: str | Path | None = None) -> Prepared
         user_features=pd.read_parquet(tables / USER_FEATURES_FILE),
         item_features=pd.read_parquet(tables / ITEM_FEATURES_FILE),
         feature_defaults=json.loads((tables / FEATURE_DEFAULTS_FILE).read_text()),
-        feature_tables_dir=tables,
     )

@@ -49,6 +49,7 @@ CODE_PATHS: tuple[str, ...] = (
     "MLproject",
     "requirements.txt",
     "requirements-dev.txt",
+    "requirements-test.txt",
     "python_env.yaml",
 )
 ENV_MANAGERS: tuple[str, ...] = ("local", "virtualenv", "uv")
