@@ -29,7 +29,7 @@ from typing import Any
 
 from abtest.data.movielens import MovieLensTables
 from abtest.data.sources import acquire
-from abtest.data.split import split_interactions
+from abtest.data.split import SPLIT_MODES, split_interactions
 from abtest.features.build import build_features
 from abtest.policies.models import classification_metrics, fit_policy, labels_of
 from benchmarks.harness import machine_line, markdown_table
@@ -37,7 +37,6 @@ from steps.cli import configure_logging, parameter_defaults
 
 log = logging.getLogger("benchmarks.quality")
 
-SPLIT_MODES: tuple[str, ...] = ("temporal", "random", "autoint")
 AUTOINT_B_AUC_BAR = 0.87
 
 

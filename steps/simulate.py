@@ -26,6 +26,7 @@ from abtest.experiment.router_client import check_endpoint, endpoint_scorer
 from abtest.experiment.runner import (
     ExperimentSpec,
     check_design,
+    design_fields,
     load_router,
     pyfunc_scorer,
     resolve_router,
@@ -62,14 +63,7 @@ def check_params(params: argparse.Namespace, pipeline: Mapping[str, argparse.Nam
     ``pipeline`` holds the parameters of the other steps: the router this pipeline registers is the one
     simulated, so its split must leave both arms users (0 < split < 1).
     """
-    check_design(
-        environment=params.environment,
-        days=params.days,
-        users_per_day=params.users_per_day,
-        k=params.k,
-        n_unseen=params.n_unseen,
-        alpha=params.alpha,
-    )
+    check_design(**design_fields(params))
     check_seed(inherit_defaults(params, "prepare", ["seed"]).seed)
     if params.endpoint_url:
         check_endpoint(params.endpoint_url, model_uri=params.router_uri)

@@ -228,7 +228,7 @@ def test_endpoint_scorer_posts_dataframe_split_and_params_in_batches(monkeypatch
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         monkeypatch.setattr(router_client, "ENDPOINT_BATCH_ROWS", 4)
-        scorer = router_client.endpoint_scorer(f"http://127.0.0.1:{server.server_port}")
+        scorer = router_client.endpoint_scorer(f"http://127.0.0.1:{server.server_port}", model_uri="models:/r/1")
         pairs = pd.DataFrame({"user_id": np.arange(10), "item_id": np.arange(10) + 1})
         routed = scorer(pairs, {"force_policy": "B"})
     finally:

@@ -15,16 +15,13 @@ from abtest.experiment import traffic
 ENDPOINT_BATCH_ROWS = 20_000
 
 
-DEFAULT_ROUTER_URI = "models:/movielens_ctr_router@router"  # only for the hint in an error message
-
-
 def invocations_url(endpoint_url: str) -> str:
     """``<base>/invocations`` of a served router, given its base URL or the invocations URL itself."""
     url = endpoint_url.rstrip("/")
     return url if url.endswith("/invocations") else url + "/invocations"
 
 
-def serve_command(endpoint_url: str, model_uri: str = DEFAULT_ROUTER_URI) -> str:
+def serve_command(endpoint_url: str, model_uri: str) -> str:
     """The `mlflow models serve` command that makes ``model_uri`` answer at ``endpoint_url``."""
     parts = urlsplit(endpoint_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
@@ -39,7 +36,7 @@ def _unreachable(endpoint_url: str, error: Exception, model_uri: str) -> Connect
     )
 
 
-def check_endpoint(endpoint_url: str, *, model_uri: str = DEFAULT_ROUTER_URI, timeout_s: float = 10.0) -> None:
+def check_endpoint(endpoint_url: str, *, model_uri: str, timeout_s: float = 10.0) -> None:
     """Fail early, naming the URL and what to start, when nothing answers at ``endpoint_url``.
 
     Any HTTP answer counts as reachable (a wrong path still shows up on the first scoring request, with the
@@ -54,9 +51,7 @@ def check_endpoint(endpoint_url: str, *, model_uri: str = DEFAULT_ROUTER_URI, ti
         raise _unreachable(endpoint_url, error, model_uri) from error
 
 
-def endpoint_scorer(
-    endpoint_url: str, *, model_uri: str = DEFAULT_ROUTER_URI, timeout_s: float = 120.0
-) -> traffic.Scorer:
+def endpoint_scorer(endpoint_url: str, *, model_uri: str, timeout_s: float = 120.0) -> traffic.Scorer:
     """Score through a served router (``mlflow models serve``): POST /invocations in batches."""
     url = invocations_url(endpoint_url)
 

@@ -30,6 +30,15 @@ from abtest.tracking.lineage import LineageError, PreparedData
 log = logging.getLogger(__name__)
 
 
+# The parameters of the design that need nothing loaded to be checked (the arguments of check_design).
+DESIGN_FIELDS: tuple[str, ...] = ("environment", "days", "users_per_day", "k", "n_unseen", "alpha")
+
+
+def design_fields(source: object) -> dict[str, Any]:
+    """The design fields of anything that has them as attributes (a spec, a step's parsed parameters)."""
+    return {name: getattr(source, name) for name in DESIGN_FIELDS}
+
+
 def check_design(*, environment: str, days: int, users_per_day: int, k: int, n_unseen: int, alpha: float) -> None:
     """Reject a bad experiment design, naming the parameter, the rule and the value.
 
@@ -63,14 +72,7 @@ class ExperimentSpec:
     split: float  # share of users the router sends to B
 
     def __post_init__(self) -> None:
-        check_design(
-            environment=self.environment,
-            days=self.days,
-            users_per_day=self.users_per_day,
-            k=self.k,
-            n_unseen=self.n_unseen,
-            alpha=self.alpha,
-        )
+        check_design(**design_fields(self))
         if not 0.0 < self.split < 1.0:
             raise ValueError(
                 f"the router's split (share of users sent to B) must be strictly between 0 and 1 for an A/B "
