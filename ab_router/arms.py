@@ -25,13 +25,21 @@ class PolicyArm:
         """The parameter through which a step receives this policy's training run id (``train_a_run``)."""
         return f"{self.train_entry_point}_run"
 
+    @property
+    def uri_param(self) -> str:
+        """evaluate's parameter naming this policy as a model URI instead (``policy_a_uri``)."""
+        return f"policy_{self.name.lower()}_uri"
+
 
 POLICY_ARMS: tuple[PolicyArm, ...] = (
     PolicyArm("A", "PolicyA", "train_a", "sklearn", "logistic regression", "policy_a"),
     PolicyArm("B", "PolicyB", "train_b", "lightgbm", "LightGBM", "policy_b"),
 )
-ARMS: tuple[str, ...] = tuple(arm.name for arm in POLICY_ARMS)
-CONTROL, TREATMENT = ARMS  # the router and the online statistics are two-armed
+ARMS: tuple[str, ...] = tuple(arm.name for arm in POLICY_ARMS)  # every policy trained and registered
+# The pair the A/B test compares: evaluated against each other offline, routed, analysed online. Those stages
+# are two-armed; a further row above is trained and registered beside them.
+CONTROL, TREATMENT = ARMS[0], ARMS[1]
+EXPERIMENT_ARMS: tuple[str, str] = (CONTROL, TREATMENT)
 ROUTER_ALIAS = "router"  # the alias of the live router version
 
 _BY_NAME = {arm.name: arm for arm in POLICY_ARMS}

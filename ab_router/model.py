@@ -34,7 +34,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 from threadpoolctl import ThreadpoolController
 
-from ab_router.arms import ARMS, POLICY_ARMS, TREATMENT
+from ab_router.arms import EXPERIMENT_ARMS, POLICY_ARMS, TREATMENT
 from ab_router.assignment import AssignmentConfig, assign_arms, check_split
 from ab_router.features import FeatureLookup
 from ab_router.linear import fast_scorer, probe_rows
@@ -66,17 +66,18 @@ def code_digest() -> str:
 
 def router_config(assignment: AssignmentConfig, *, versions: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
     """The model config the router is logged with: the assignment rule and, per arm, (model name, version)."""
-    missing = [arm for arm in ARMS if arm not in versions]
+    missing = [arm for arm in EXPERIMENT_ARMS if arm not in versions]
     if missing:
         raise ValueError(
-            f"versions must name a (model_name, model_version) for arms {list(ARMS)}; missing {missing}"
+            f"versions must name a (model_name, model_version) for arms {list(EXPERIMENT_ARMS)}; missing {missing}"
         )
     return {
         "split": assignment.split,
         "salt": assignment.salt,
         "assignment": assignment.assignment,
         "arms": {
-            arm: {"model_name": str(versions[arm][0]), "model_version": str(versions[arm][1])} for arm in ARMS
+            arm: {"model_name": str(versions[arm][0]), "model_version": str(versions[arm][1])}
+            for arm in EXPERIMENT_ARMS
         },
     }
 
@@ -184,8 +185,8 @@ class ABRouterModel(mlflow.pyfunc.PythonModel):
     def _resolve_params(self, params: Mapping[str, Any] | None) -> tuple[AssignmentConfig, str]:
         params = dict(params or {})
         force_policy = params.get("force_policy") or ""
-        if force_policy not in ("", *ARMS):
-            raise _bad_request(f"param force_policy must be one of {['', *ARMS]}, got {force_policy!r}")
+        if force_policy not in ("", *EXPERIMENT_ARMS):
+            raise _bad_request(f"param force_policy must be one of {['', *EXPERIMENT_ARMS]}, got {force_policy!r}")
         split = params.get("split")
         if split is None or float(split) == self.assignment.split:
             return self.assignment, force_policy
@@ -222,14 +223,14 @@ class ABRouterModel(mlflow.pyfunc.PythonModel):
         # One OpenMP thread: LightGBM's default (all cores) spin-waits for ~20 ms per small request on a busy
         # machine and gains nothing on 10,000 rows; a server scales with workers instead.
         with self.threads.limit(limits=1, user_api="openmp"):
-            for arm in ARMS:
+            for arm in EXPERIMENT_ARMS:
                 rows = policy == arm
                 if rows.all():  # one arm only (every single-row request): skip the boolean row selection
                     scores = positive_scores(self.scorers[arm], to_feature_frame(features))
                 elif rows.any():
                     scores[rows] = positive_scores(self.scorers[arm], to_feature_frame(features.loc[rows]))
-        names = np.array([self.arms[arm]["model_name"] for arm in ARMS], dtype=object)
-        versions = np.array([self.arms[arm]["model_version"] for arm in ARMS], dtype=object)
+        names = np.array([self.arms[arm]["model_name"] for arm in EXPERIMENT_ARMS], dtype=object)
+        versions = np.array([self.arms[arm]["model_version"] for arm in EXPERIMENT_ARMS], dtype=object)
         arm_index = (policy == TREATMENT).astype(np.int64)
         return pd.DataFrame(
             {

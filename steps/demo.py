@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from ab_router.arms import ARMS, CONTROL, ROUTER_ALIAS, TREATMENT
+from ab_router.arms import CONTROL, EXPERIMENT_ARMS, ROUTER_ALIAS, TREATMENT
 from ab_router.schema import USER_ID
 from abtest.experiment.assignments import sample_pairs, summarise_assignments
 from abtest.tracking import registry, tags
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> str:
             f"{router_uri} = version {version.version}: "
             + ", ".join(
                 f"{arm} = {version_tags[tags.POLICY_MODEL_NAME]} v{version_tags[tags.policy_version(arm)]}"
-                for arm in ARMS
+                for arm in EXPERIMENT_ARMS
             )
             + f"; {version_tags[tags.assignment('assignment')]} split={split} "
             f"salt={version_tags[tags.assignment('salt')]!r}"

@@ -26,7 +26,7 @@ from dataclasses import asdict
 
 import mlflow
 
-from ab_router.arms import CONTROL, TREATMENT
+from ab_router.arms import CONTROL, EXPERIMENT_ARMS, TREATMENT, policy_arm
 from ab_router.policy import positive_scores
 from ab_router.schema import to_feature_frame
 from abtest.evaluation.analysis import (
@@ -108,18 +108,18 @@ def main(argv: Sequence[str] | None = None) -> str:
     # Resolved before the run starts (read-only lookups), so a bad run id or model URI leaves no failed run.
     ensure_store_ready()
     sources = {
-        CONTROL: resolve_policy(CONTROL, run_id=params.train_a_run, model_uri=params.policy_a_uri),
-        TREATMENT: resolve_policy(TREATMENT, run_id=params.train_b_run, model_uri=params.policy_b_uri),
+        arm.name: resolve_policy(
+            arm.name, run_id=getattr(params, arm.run_param), model_uri=getattr(params, arm.uri_param)
+        )
+        for arm in map(policy_arm, EXPERIMENT_ARMS)
     }
     prepare_run = shared_prepare_run(sources[CONTROL], sources[TREATMENT], requested=params.prepare_run)
     with step_run("evaluate") as run:
         log_resolved_params(
             {
                 "prepare_run": prepare_run,
-                "train_a_run": sources[CONTROL].training_run,
-                "train_b_run": sources[TREATMENT].training_run,
-                "policy_a_uri": sources[CONTROL].model_uri,
-                "policy_b_uri": sources[TREATMENT].model_uri,
+                **{arm.run_param: sources[arm.name].training_run for arm in map(policy_arm, EXPERIMENT_ARMS)},
+                **{arm.uri_param: sources[arm.name].model_uri for arm in map(policy_arm, EXPERIMENT_ARMS)},
                 "cv_jobs": cv_jobs,
             }
         )
@@ -160,8 +160,11 @@ def main(argv: Sequence[str] | None = None) -> str:
             cross_validation=cross_validation,
         )
         setup = {
-            "policy A": f"{sources['A'].model_uri} (train_a run {sources['A'].training_run})",
-            "policy B": f"{sources['B'].model_uri} (train_b run {sources['B'].training_run})",
+            **{
+                f"policy {arm.name}": f"{sources[arm.name].model_uri} ({arm.train_entry_point} run "
+                f"{sources[arm.name].training_run})"
+                for arm in map(policy_arm, EXPERIMENT_ARMS)
+            },
             "prepare run": f"{prepare_run} ({prepared.params.get('dataset', '?')}, split="
             f"{prepared.params.get('split', '?')})",
             "test rows / users / items": f"{result.n_rows} / {result.n_users} / {result.n_items}",

@@ -40,7 +40,7 @@ from scipy import stats
 from sklearn.model_selection import KFold, TimeSeriesSplit, train_test_split
 from threadpoolctl import threadpool_limits
 
-from ab_router.arms import ARMS, CONTROL, TREATMENT
+from ab_router.arms import CONTROL, EXPERIMENT_ARMS, TREATMENT
 from ab_router.schema import FEATURE_COLUMNS, ITEM_ID, TIMESTAMP, USER_ID
 from abtest.evaluation.inputs import PolicySource
 from abtest.evaluation.metrics import EvalRows, all_metrics, higher_is_better, point_metrics, policy_statistics
@@ -174,7 +174,7 @@ def _run_fold(task: _Fold) -> list[dict[str, Any]]:
         train, val, test = (tables.splits[s] for s in ("train", "val", "test"))
         rows = EvalRows.from_frame(test)
         records = []
-        for policy in ARMS:
+        for policy in EXPERIMENT_ARMS:
             fitted = task.fit_policy(policy, train, val, params=task.params[policy])
             values = point_metrics(policy_statistics(rows, fitted.predict(test), k=task.k), task.metrics)
             records += [{"fold": task.fold, "policy": policy, "metric": m, "value": v} for m, v in values.items()]

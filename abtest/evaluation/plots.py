@@ -15,10 +15,10 @@ from matplotlib.figure import Figure
 from sklearn.calibration import CalibrationDisplay
 from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
 
-from ab_router.arms import ARMS
+from ab_router.arms import EXPERIMENT_ARMS
 from abtest.evaluation.metrics import higher_is_better
 
-POLICY_COLORS: dict[str, str] = dict(zip(ARMS, ("tab:blue", "tab:orange"), strict=True))
+POLICY_COLORS: dict[str, str] = dict(zip(EXPERIMENT_ARMS, ("tab:blue", "tab:orange"), strict=True))
 CALIBRATION_BINS = 10
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ab_router.arms import ARMS, CONTROL, TREATMENT
+from ab_router.arms import CONTROL, EXPERIMENT_ARMS, TREATMENT
 from ab_router.schema import ITEM_ID, USER_ID
 from abtest.experiment.stats.config import AnalysisConfig
 from abtest.experiment.stats.srm import srm_test
@@ -36,14 +36,14 @@ def sample_pairs(test: pd.DataFrame, *, n_users: int, seed: int) -> pd.DataFrame
 def summarise_assignments(routed: pd.DataFrame, *, split: float) -> AssignmentSummary:
     """Per-arm table of a router output and the chi-square sample-ratio p-value over users (not rows)."""
     users = routed.drop_duplicates(USER_ID)
-    user_counts = users["policy"].value_counts().reindex(list(ARMS), fill_value=0)
+    user_counts = users["policy"].value_counts().reindex(list(EXPERIMENT_ARMS), fill_value=0)
     table = pd.DataFrame(
         {
             "users": user_counts,
-            "rows": routed["policy"].value_counts().reindex(list(ARMS), fill_value=0),
+            "rows": routed["policy"].value_counts().reindex(list(EXPERIMENT_ARMS), fill_value=0),
             "share_users": user_counts / max(len(users), 1),
             "expected_share": [1.0 - split, split],
-            "mean_score": routed.groupby("policy")["score"].mean().reindex(list(ARMS)),
+            "mean_score": routed.groupby("policy")["score"].mean().reindex(list(EXPERIMENT_ARMS)),
         }
     )
     table.index.name = "arm"

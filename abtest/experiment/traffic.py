@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ab_router.arms import ARMS
+from ab_router.arms import EXPERIMENT_ARMS
 from ab_router.schema import ITEM_ID, LABEL, ROUTER_OUTPUT_COLUMNS, TIMESTAMP, USER_ID
 
 Scorer = Callable[[pd.DataFrame, Mapping[str, Any] | None], pd.DataFrame]
@@ -127,9 +127,9 @@ def serve(slates: pd.DataFrame, scorer: Scorer, *, k: int) -> pd.DataFrame:
         raise ValueError(
             f"router assigned {int((arms_per_user > 1).sum())} users to both arms; it must be sticky per user"
         )
-    unknown = set(shown["policy"].unique()) - set(ARMS)
+    unknown = set(shown["policy"].unique()) - set(EXPERIMENT_ARMS)
     if unknown:
-        raise ValueError(f"router returned policies {sorted(unknown)}; expected {list(ARMS)}")
+        raise ValueError(f"router returned policies {sorted(unknown)}; expected {list(EXPERIMENT_ARMS)}")
     return shown
 
 
@@ -163,7 +163,7 @@ def counterfactual_ctr(
     Uses the router's ``force_policy`` param, so the truth comes from exactly the models the router serves.
     """
     truth = {}
-    for arm in ARMS:
+    for arm in EXPERIMENT_ARMS:
         shown = top_k(score(slates, scorer, {"force_policy": arm}), k)
         truth[arm] = float(np.mean(click_probability(shown[USER_ID].to_numpy(), shown[ITEM_ID].to_numpy())))
     return truth

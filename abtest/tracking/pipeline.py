@@ -37,6 +37,7 @@ from mlflow.exceptions import ExecutionException, MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_ENTRY_POINT
 
+from ab_router.arms import EXPERIMENT_ARMS, POLICY_ARMS, policy_arm
 from abtest.tracking import tags
 
 log = logging.getLogger(__name__)
@@ -76,12 +77,14 @@ class Step:
         return None if step_name in self.renames else step_name
 
 
+# One training step per row of the arm table; evaluate compares the experiment's pair, register takes them all.
+_TRAINING_STEPS = tuple(arm.train_entry_point for arm in POLICY_ARMS)
+_COMPARED_STEPS = tuple(policy_arm(arm).train_entry_point for arm in EXPERIMENT_ARMS)
 PIPELINE: tuple[Step, ...] = (
     Step("prepare"),
-    Step("train_a", upstream=("prepare",)),
-    Step("train_b", upstream=("prepare",)),
-    Step("evaluate", upstream=("prepare", "train_a", "train_b")),
-    Step("register", upstream=("train_a", "train_b", "evaluate"), side_effects=True),
+    *(Step(entry_point, upstream=("prepare",)) for entry_point in _TRAINING_STEPS),
+    Step("evaluate", upstream=("prepare", *_COMPARED_STEPS)),
+    Step("register", upstream=(*_TRAINING_STEPS, "evaluate"), side_effects=True),
     Step("router", upstream=("prepare", "register"), side_effects=True, renames={"router_split": "split"}),
     Step("simulate", upstream=("prepare", "router")),
 )

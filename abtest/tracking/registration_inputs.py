@@ -8,7 +8,7 @@ import logging
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from ab_router.arms import policy_arm
+from ab_router.arms import EXPERIMENT_ARMS, policy_arm
 from abtest.tracking import tags
 from abtest.tracking.lineage import (
     LineageError,
@@ -41,7 +41,8 @@ def prepare_run_of(client: MlflowClient, training_run: Run) -> Run:
 
 def evaluate_run_of(client: MlflowClient, run_id: str, training_runs: dict[str, Run]) -> Run | None:
     """The evaluate run of exactly these training runs: ``run_id`` checked, else the latest match, else None."""
-    wanted = {policy_arm(arm).run_param: run.info.run_id for arm, run in training_runs.items()}
+    # evaluate compares the experiment's pair; its runs name those two training runs
+    wanted = {policy_arm(arm).run_param: training_runs[arm].info.run_id for arm in EXPERIMENT_ARMS}
     if run_id:
         run = client.get_run(resolve_upstream_run("evaluate", run_id, {}, how_to_make="mlflow run . -e evaluate"))
         # An evaluate run started with "" run ids keeps the ids it resolved in abtest.resolved.* tags.

@@ -16,7 +16,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 import ab_router
-from ab_router.arms import CONTROL, POLICY_ARMS, ROUTER_ALIAS
+from ab_router.arms import CONTROL, EXPERIMENT_ARMS, ROUTER_ALIAS, policy_arm
 from ab_router.assignment import AssignmentConfig
 from ab_router.model import (
     FEATURE_DEFAULTS_ARTIFACT,
@@ -67,7 +67,10 @@ def log_router(
     client: MlflowClient, *, model_name: str, router_model_name: str, assignment: AssignmentConfig
 ) -> RouterVersion:
     """Log the router on the active run from ``model_name@PolicyA/@PolicyB``, register it, set alias ``router``."""
-    versions = {arm.name: registry.version_by_alias(client, model_name, arm.alias) for arm in POLICY_ARMS}
+    versions = {
+        arm.name: registry.version_by_alias(client, model_name, arm.alias)
+        for arm in map(policy_arm, EXPERIMENT_ARMS)
+    }
     prepare_runs = {arm: v.tags.get(tags.PREPARE_RUN, "") for arm, v in versions.items()}
     if len(set(prepare_runs.values())) != 1 or not prepare_runs[CONTROL]:
         raise ValueError(

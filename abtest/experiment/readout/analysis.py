@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss
 
-from ab_router.arms import ARMS, CONTROL, TREATMENT
+from ab_router.arms import CONTROL, EXPERIMENT_ARMS, TREATMENT
 from ab_router.schema import USER_ID
 from abtest.experiment.readout.decision import decision_lift, decision_sentence
 from abtest.experiment.stats import (
@@ -129,7 +129,7 @@ def arm_statistics(
             users.loc[users["policy"] == arm, "impressions"],
             x[(users["policy"] == arm).to_numpy()],
         )
-        for arm in ARMS
+        for arm in EXPERIMENT_ARMS
     }
 
 
@@ -140,7 +140,7 @@ def guardrail_table(impressions: pd.DataFrame, *, environment: str = "synthetic"
     measured on the logged impressions only (where the click is the user's real label).
     """
     rows = []
-    for arm in ARMS:
+    for arm in EXPERIMENT_ARMS:
         shown = impressions[impressions["policy"] == arm]
         judged = shown[shown["logged"]] if environment == "replay" and "logged" in shown else shown
         if shown.empty or judged.empty:
