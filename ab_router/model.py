@@ -34,7 +34,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 from threadpoolctl import ThreadpoolController
 
-from ab_router.arms import EXPERIMENT_ARMS, POLICY_ARMS, TREATMENT
+from ab_router.arms import EXPERIMENT_ARMS, TREATMENT, policy_arm
 from ab_router.assignment import AssignmentConfig, assign_arms, check_split
 from ab_router.features import FeatureLookup
 from ab_router.linear import fast_scorer, probe_rows
@@ -50,7 +50,7 @@ from ab_router.schema import (
 log = logging.getLogger(__name__)
 
 # Keys of the router's artifacts (paths or models:/ URIs given at log time) and of its model config.
-POLICY_ARTIFACTS: dict[str, str] = {arm.name: arm.router_artifact for arm in POLICY_ARMS}
+POLICY_ARTIFACTS: dict[str, str] = {arm: policy_arm(arm).router_artifact for arm in EXPERIMENT_ARMS}
 USER_FEATURES_ARTIFACT = "user_features"
 ITEM_FEATURES_ARTIFACT = "item_features"
 FEATURE_DEFAULTS_ARTIFACT = "feature_defaults"
