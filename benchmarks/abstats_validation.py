@@ -1,6 +1,6 @@
 """Validation of the experiment statistics engine at scale: error rates over many simulated experiments.
 
-The large versions of tests/test_abstats.py. Each row simulates ``--seeds`` experiments from
+The large versions of tests/abtest/experiment/test_stats.py. Each row simulates ``--seeds`` experiments from
 :class:`benchmarks.synthetic_users.UserPopulation` (users with Beta click propensities, Poisson impressions, a
 pre-period covariate) and reports the observed rate with its 95% Wilson interval next to the nominal one:
 

@@ -1,6 +1,7 @@
 """Test-session wiring: every test talks to a real SQLite tracking store in a temp dir, never to ./mlruns.
 
-Fixture modules are plugins so each area keeps its fixtures in its own file (tests/fixtures_*.py).
+The tests mirror the project's folders. Fixtures that several folders use are plugins, one module per area
+(tests/fixtures/*.py); fixtures of one folder live in that folder's conftest.py.
 """
 
 from __future__ import annotations
@@ -11,16 +12,11 @@ from pathlib import Path
 import mlflow
 import pytest
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-
 pytest_plugins: list[str] = [
-    "tests.fixtures_data",
-    "tests.fixtures_features",
-    "tests.fixtures_models",
-    "tests.fixtures_router",
-    "tests.fixtures_simulate",
-    "tests.fixtures_team",
-    "tests.fixtures_main",
+    "tests.fixtures.data",
+    "tests.fixtures.features",
+    "tests.fixtures.models",
+    "tests.fixtures.router",
 ]
 
 

@@ -19,7 +19,7 @@ from ab_router.assignment import (
     fnv1a_64,
     hash_buckets,
 )
-from tests.conftest import PROJECT_DIR
+from abtest.config import PROJECT_DIR
 
 SALT = "exp-salt"
 USER_IDS = np.arange(1, 100_001, dtype=np.int64)

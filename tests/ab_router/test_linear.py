@@ -13,7 +13,7 @@ from sklearn.preprocessing import MinMaxScaler
 from ab_router import linear, schema
 from abtest.policies import models as policies
 from steps.cli import parameter_defaults
-from tests.test_policies import planted_frame
+from tests.abtest.policies.test_models import planted_frame
 
 INTEGER_COLUMNS = [c for c, dtype in schema.feature_dtypes().items() if dtype is np.int64]
 

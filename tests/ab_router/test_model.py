@@ -31,7 +31,7 @@ from ab_router.model import (
 from ab_router.policy import positive_scores
 from ab_router.schema import ROUTER_OUTPUT_COLUMNS, to_feature_frame
 from abtest.config import FEATURE_DEFAULTS_FILE, ITEM_FEATURES_FILE, USER_FEATURES_FILE
-from tests.fixtures_router import (
+from tests.fixtures.router import (
     REQUIREMENTS,
     SKOPS_TRUSTED,
     fit_handmade_policies,

@@ -21,7 +21,7 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import PROJECT_DIR
+from abtest.config import PROJECT_DIR
 
 SNAPSHOT_TAG = "v-test"
 SNAPSHOT_BRANCH = "snapshot"

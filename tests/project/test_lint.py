@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import PROJECT_DIR
+from abtest.config import PROJECT_DIR
 
 
 def test_ruff_check_passes() -> None:

@@ -11,13 +11,13 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from abtest.evaluation.inputs import PolicySource, shared_prepare_run, training_run_of
+from abtest.config import PROJECT_DIR
+from abtest.evaluation.inputs import PolicySource, resolve_policy, shared_prepare_run, training_run_of
 from abtest.evaluation.metrics import all_metrics
 from abtest.evaluation.report import SECTIONS
 from abtest.tracking.lineage import LineageError
 from steps import evaluate
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 FAST = ["--n_bootstrap", "200", "--cv_folds", "2"]
 
 
@@ -144,3 +144,30 @@ def test_mlflow_run_evaluate_end_to_end(train_a_run: str, train_b_run: str):
     assert run.data.tags["mlflow.project.entryPoint"] == "evaluate"
     assert run.data.tags["abtest.decision"] in {"B wins", "A wins", "no significant difference"}
     assert "diff.auc" in run.data.metrics and "diff.auc.ci_low" in run.data.metrics
+
+
+# --- parameter checks before the run, and which policy's URI failed ----------------------------------------------
+
+
+def test_negative_cv_folds_is_refused_before_a_run_exists():
+    client = MlflowClient()
+    experiment = mlflow.tracking.fluent._get_experiment_id()
+    before = len(client.search_runs([experiment], max_results=50_000))
+    with pytest.raises(ValueError, match=r"cv_folds must be 0 or 1 \(no cross-validation\) or >= 2 folds, got -1"):
+        evaluate.main(["--cv_folds", "-1"])
+    assert len(client.search_runs([experiment], max_results=50_000)) == before
+    assert evaluate.check_cv_folds(0) == 0 and evaluate.check_cv_folds(5) == 5
+
+
+def test_unknown_model_uri_names_the_policy_and_the_parameter():
+    expected = r"policy A: cannot resolve policy_a_uri='models:/nope@PolicyA': .*nope"
+    with pytest.raises(LineageError, match=expected):
+        resolve_policy("A", model_uri="models:/nope@PolicyA")
+    with pytest.raises(LineageError, match=r"policy B: cannot resolve policy_b_uri='file:/x'"):
+        resolve_policy("B", model_uri="file:/x")
+    client = MlflowClient()
+    experiment = mlflow.tracking.fluent._get_experiment_id()
+    before = len(client.search_runs([experiment], max_results=50_000))
+    with pytest.raises(LineageError, match=expected):
+        evaluate.main(["--policy_a_uri", "models:/nope@PolicyA", "--cv_folds", "0"])
+    assert len(client.search_runs([experiment], max_results=50_000)) == before  # no failed run left behind

@@ -21,7 +21,7 @@ from abtest.data.movielens import ML1M_OCCUPATIONS
 from abtest.tracking.lineage import load_prepared
 from abtest.tracking.tags import STEP as STEP_TAG
 from steps.prepare import check_params, main, write_prepared
-from tests.fixtures_data import SMALL_ML1M, SMALL_ML100K
+from tests.fixtures.data import SMALL_ML1M, SMALL_ML100K
 
 
 def test_prepared_run_has_tables_features_and_lineage(prepared_run: str) -> None:

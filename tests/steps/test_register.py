@@ -6,9 +6,6 @@ independent without paying for a new store and new runs each.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import mlflow
 import pandas as pd
 import pytest
@@ -20,16 +17,7 @@ from abtest.tracking.tags import PREPARE_RUN as PREPARE_RUN_TAG
 from abtest.tracking.tags import SOURCE_RUN as SOURCE_RUN_TAG
 from abtest.tracking.tags import STEP as STEP_TAG
 from steps import register, router
-from tests.conftest import _point_mlflow_at
-from tests.fixtures_router import HandmadeRuns, log_handmade_policy, log_handmade_runs
-
-
-@pytest.fixture(scope="module")
-def handmade_runs(tmp_path_factory: pytest.TempPathFactory, session_tracking: str) -> Iterator[HandmadeRuns]:
-    """Hand-made prepare/train runs in a store of this module's own (overrides the per-test fixture)."""
-    _point_mlflow_at(tmp_path_factory.mktemp("register-store"), "abtest-register")
-    yield log_handmade_runs()
-    _point_mlflow_at(Path(session_tracking.removeprefix("sqlite:///")).parent, "abtest-tests")
+from tests.fixtures.router import HandmadeRuns, log_handmade_policy
 
 
 @pytest.fixture

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import mlflow
 import pytest
 from mlflow import MlflowClient
@@ -14,16 +11,7 @@ from abtest.tracking import registry, tags
 from abtest.tracking.lineage import LineageError
 from abtest.tracking.tags import STEP as STEP_TAG
 from steps import register
-from tests.conftest import _point_mlflow_at
-from tests.fixtures_router import HandmadeRuns, log_handmade_policy, log_handmade_runs
-
-
-@pytest.fixture(scope="module")
-def handmade_runs(tmp_path_factory: pytest.TempPathFactory, session_tracking: str) -> Iterator[HandmadeRuns]:
-    """Hand-made prepare/train runs in a store of this module's own."""
-    _point_mlflow_at(tmp_path_factory.mktemp("fixa-register-store"), "abtest-fixa-register")
-    yield log_handmade_runs()
-    _point_mlflow_at(Path(session_tracking.removeprefix("sqlite:///")).parent, "abtest-tests")
+from tests.fixtures.router import HandmadeRuns, log_handmade_policy
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ def router(request: pytest.FixtureRequest) -> str:
     try:
         return request.getfixturevalue("router_run")
     except pytest.FixtureLookupError:
-        pytest.skip("router_run fixture (tests/fixtures_router.py) is not registered")
+        pytest.skip("router_run fixture (tests/fixtures/router.py) is not registered")
 
 
 def _artifacts(run_id: str) -> set[str]:

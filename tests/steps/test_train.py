@@ -22,7 +22,7 @@ from abtest.tracking.tags import MODEL_URI as MODEL_URI_TAG
 from abtest.tracking.tags import PREPARE_RUN as PREPARE_RUN_TAG
 from steps import train_a, train_b
 from steps.cli import parameter_defaults
-from tests.fixtures_models import log_synthetic_prepare_run
+from tests.fixtures.models import log_synthetic_prepare_run
 
 PREPARE_DEFAULTS = parameter_defaults("prepare")
 METRICS = {f"{split}_{name}" for split in ("train", "val") for name in ("auc", "pr_auc", "logloss", "brier")}

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from abtest.config import PROJECT_DIR
 from team.postgres import PostgresCluster, find_postgres_bindir, free_loopback_port, throwaway_postgres
 from team.server import ServerConfig, running_server
-from tests.conftest import PROJECT_DIR
 
 TRACKING_ENV: tuple[str, ...] = (
     "MLFLOW_TRACKING_URI",

@@ -7,7 +7,7 @@ import secrets
 import pytest
 import requests
 
-from tests.fixtures_team import TeamServer
+from tests.team.conftest import TeamServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 

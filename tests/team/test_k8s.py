@@ -11,8 +11,8 @@ import pytest
 import yaml
 from mlflow.projects._project_spec import load_project
 
+from abtest.config import PROJECT_DIR
 from team import k8s
-from tests.conftest import PROJECT_DIR
 
 IMAGE = "registry.example.com/abtest/abtest-mlflow-movielens:abc1234"
 DIGEST = "sha256:" + "0" * 64

@@ -21,7 +21,7 @@ from abtest.data.movielens import (
     read_movielens,
     release_year_from_title,
 )
-from tests.fixtures_data import SMALL_ML1M, SMALL_ML100K
+from tests.fixtures.data import SMALL_ML1M, SMALL_ML100K
 
 
 def rewrite_member(source: Path, target: Path, member: str, edit: Callable[[bytes], bytes] | None) -> Path:

@@ -11,7 +11,7 @@ import pytest
 
 from ab_router.assignment import AssignmentConfig, assign_arms
 from abtest.tracking.lineage import PreparedData
-from tests.fixtures_features import synthetic_splits, synthetic_tables
+from tests.fixtures.features import synthetic_splits, synthetic_tables
 
 ItemScore = Callable[[np.ndarray, np.ndarray], np.ndarray]
 

@@ -8,13 +8,13 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from abtest.config import PROJECT_DIR
 from abtest.tracking.lineage import step_run
 from abtest.tracking.pipeline import StepFailedError, failure_reason, mlflow_launcher
 from abtest.tracking.tags import ERROR as ERROR_TAG
 from abtest.tracking.tags import SHORT_VALUE_CHARS as ERROR_TAG_CHARS
 from abtest.tracking.tags import STEP as STEP_TAG
 from steps import register
-from tests.conftest import PROJECT_DIR
 
 
 def test_step_run_tags_the_run_with_the_error_its_body_raised(fresh_tracking: str) -> None:

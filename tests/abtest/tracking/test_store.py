@@ -14,9 +14,9 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from abtest.config import PROJECT_DIR
 from abtest.tracking.store import TrackingStoreBusyError, retry_when_locked, sqlite_path
 from abtest.tracking.tags import STEP as STEP_TAG
-from tests.conftest import PROJECT_DIR
 
 LOCKED = MlflowException("(sqlite3.OperationalError) database is locked")
 
