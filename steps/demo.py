@@ -30,10 +30,7 @@ log = logging.getLogger(__name__)
 
 
 def check_params(params: argparse.Namespace, pipeline: Mapping[str, argparse.Namespace] | None = None) -> None:
-    """The sampling seed, before the registry is asked for the router.
-
-    ``pipeline`` holds the parameters main passes every step of its pipeline (None when the step runs alone).
-    """
+    """The sampling seed, before the registry is asked for the router."""
     check_seed(params.seed)
 
 

@@ -85,10 +85,7 @@ def evaluation_config(params: argparse.Namespace) -> EvaluationConfig:
 
 
 def check_params(params: argparse.Namespace, pipeline: Mapping[str, argparse.Namespace] | None = None) -> None:
-    """Seed, statistics options, cross-validation folds and processes, checked before a run exists.
-
-    ``pipeline`` holds the parameters main passes every step of its pipeline (None when the step runs alone).
-    """
+    """Seed, statistics options, cross-validation folds and processes, checked before a run exists."""
     check_seed(params.seed)
     evaluation_config(params)
     cross_validation_jobs(params.cv_jobs)

@@ -46,10 +46,7 @@ ACQUISITION_FILE = "acquisition.json"
 
 
 def check_params(params: argparse.Namespace, pipeline: Mapping[str, argparse.Namespace] | None = None) -> None:
-    """Reject bad parameters before a run is opened, naming the rule, the value and what is allowed.
-
-    ``pipeline`` holds the parameters main passes every step of its pipeline (None when the step runs alone).
-    """
+    """Reject bad parameters before a run is opened, naming the rule, the value and what is allowed."""
     for name, value, allowed in (
         ("dataset", params.dataset, DATASETS),
         ("source", params.source, SOURCES),

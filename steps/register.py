@@ -35,10 +35,7 @@ log = logging.getLogger(__name__)
 
 
 def check_params(params: argparse.Namespace, pipeline: Mapping[str, argparse.Namespace] | None = None) -> None:
-    """The registered model's name, by the registry's own rule (no "/" or ":", ...), before the store is asked.
-
-    ``pipeline`` holds the parameters main passes every step of its pipeline (None when the step runs alone).
-    """
+    """The registered model's name, by the registry's own rule (no "/" or ":", ...), before the store is asked."""
     _validate_model_name(params.model_name)
 
 

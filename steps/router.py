@@ -37,10 +37,7 @@ def assignment_config(params: argparse.Namespace) -> AssignmentConfig:
 
 
 def check_params(params: argparse.Namespace, pipeline: Mapping[str, argparse.Namespace] | None = None) -> None:
-    """The router model's name (the registry's rule) and the assignment rule, before a run opens.
-
-    ``pipeline`` holds the parameters main passes every step of its pipeline (None when the step runs alone).
-    """
+    """The router model's name (the registry's rule) and the assignment rule, before a run opens."""
     _validate_model_name(params.router_model_name)
     assignment_config(params)
 

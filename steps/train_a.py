@@ -17,8 +17,7 @@ import mlflow
 
 from ab_router import schema
 from abtest.policies import models, plots, training
-from abtest.tracking.lineage import load_prepared, records_failure, step_run
-from abtest.tracking.params import log_resolved_params
+from abtest.tracking.lineage import records_failure
 from steps.cli import check_seed, configure_logging, inherit_defaults, parameter_defaults, parse_params
 
 log = logging.getLogger(__name__)
@@ -29,10 +28,7 @@ SKOPS_TRUSTED_TYPES = ["numpy.dtype"]
 
 
 def check_params(params: argparse.Namespace, pipeline: Mapping[str, argparse.Namespace] | None = None) -> None:
-    """The seed (prepare's when "") and every hyperparameter, checked before the tracking store is asked anything.
-
-    ``pipeline`` holds the parameters main passes every step of its pipeline (None when the step runs alone).
-    """
+    """The seed (prepare's when "") and every hyperparameter, before the tracking store is asked anything."""
     check_seed(inherit_defaults(params, "prepare", ["seed"]).seed)
     models.LogisticParams.from_params(vars(params))
 
@@ -43,17 +39,11 @@ def main(argv: Sequence[str] | None = None) -> str:
     namespace = parse_params("train_a", argv, description=__doc__)
     configure_logging()
     check_params(namespace)
-    lineage, params = training.resolve_training_inputs(
-        vars(namespace), prepare_defaults=parameter_defaults("prepare"), entry_point="train_a"
-    )
-    model_params = models.LogisticParams.from_params(params)
-    with step_run("train_a") as run:
-        log_resolved_params(params)
-        data = load_prepared(lineage.run_id)
-        training.require_feature_columns(data)
-        frames = {"train": data.train, "val": data.val}
-        training.log_inputs(frames, prepare_run_id=lineage.run_id)
-
+    model_params = models.LogisticParams.from_params(vars(namespace))
+    with training.training_run(
+        "train_a", vars(namespace), prepare_defaults=parameter_defaults("prepare")
+    ) as training_run:
+        data, frames = training_run.data, training_run.frames
         pipeline = models.fit_logistic(data.train, params=model_params)
         scores = {split: models.predict_logistic(pipeline, frame) for split, frame in frames.items()}
         metrics = training.log_split_metrics(frames, scores)
@@ -86,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         metrics["val_logloss"],
         model_info.model_uri,
     )
-    return run.info.run_id
+    return training_run.run.info.run_id
 
 
 if __name__ == "__main__":

@@ -19,18 +19,14 @@ from collections.abc import Mapping, Sequence
 import mlflow
 
 from abtest.policies import models, plots, training
-from abtest.tracking.lineage import load_prepared, records_failure, step_run
-from abtest.tracking.params import log_resolved_params
+from abtest.tracking.lineage import records_failure
 from steps.cli import check_seed, configure_logging, inherit_defaults, parameter_defaults, parse_params
 
 log = logging.getLogger(__name__)
 
 
 def check_params(params: argparse.Namespace, pipeline: Mapping[str, argparse.Namespace] | None = None) -> None:
-    """The seed (prepare's when "") and every hyperparameter, checked before the tracking store is asked anything.
-
-    ``pipeline`` holds the parameters main passes every step of its pipeline (None when the step runs alone).
-    """
+    """The seed (prepare's when "") and every hyperparameter, before the tracking store is asked anything."""
     check_seed(inherit_defaults(params, "prepare", ["seed"]).seed)
     models.LightGBMParams.from_params(vars(params))
 
@@ -41,17 +37,12 @@ def main(argv: Sequence[str] | None = None) -> str:
     namespace = parse_params("train_b", argv, description=__doc__)
     configure_logging()
     check_params(namespace)
-    lineage, params = training.resolve_training_inputs(
-        vars(namespace), prepare_defaults=parameter_defaults("prepare"), entry_point="train_b"
-    )
-    model_params = models.LightGBMParams.from_params(params)
-    with step_run("train_b") as run:
-        log_resolved_params(params)
+    model_params = models.LightGBMParams.from_params(vars(namespace))
+    with training.training_run(
+        "train_b", vars(namespace), prepare_defaults=parameter_defaults("prepare")
+    ) as training_run:
+        data, frames = training_run.data, training_run.frames
         mlflow.log_param("num_threads", models.LIGHTGBM_NUM_THREADS)
-        data = load_prepared(lineage.run_id)
-        training.require_feature_columns(data)
-        frames = {"train": data.train, "val": data.val}
-        training.log_inputs(frames, prepare_run_id=lineage.run_id)
 
         fit = models.fit_lightgbm(data.train, data.val, params=model_params)
         scores = {split: models.predict_lightgbm(fit.booster, frame) for split, frame in frames.items()}
@@ -89,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         metrics["val_logloss"],
         model_info.model_uri,
     )
-    return run.info.run_id
+    return training_run.run.info.run_id
 
 
 if __name__ == "__main__":

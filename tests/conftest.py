@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import mlflow
 import pytest
+
+from tests.fixtures.tracking import point_mlflow_at
 
 pytest_plugins: list[str] = [
     "tests.fixtures.data",
@@ -20,29 +21,13 @@ pytest_plugins: list[str] = [
 ]
 
 
-def _point_mlflow_at(root: Path, experiment: str) -> str:
-    """Make `root` the tracking store for this process and for every subprocess it starts."""
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    os.environ["MLFLOW_REGISTRY_URI"] = uri
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    client = mlflow.MlflowClient()
-    if client.get_experiment_by_name(experiment) is None:
-        # Explicit artifact location: the SQLite store's default (./mlruns) would land in the cwd.
-        client.create_experiment(experiment, artifact_location=(root / "artifacts").as_uri())
-    os.environ["MLFLOW_EXPERIMENT_NAME"] = experiment
-    mlflow.set_experiment(experiment)
-    return uri
-
-
 @pytest.fixture(scope="session", autouse=True)
 def session_tracking(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One SQLite store for the session, shared by the session-scoped pipeline fixtures."""
     root = tmp_path_factory.mktemp("mlflow-session")
     old_cwd = os.getcwd()
     os.chdir(root)  # anything that still writes relative paths writes here, not into the repo
-    uri = _point_mlflow_at(root, "abtest-tests")
+    uri = point_mlflow_at(root, "abtest-tests")
     yield uri
     os.chdir(old_cwd)
 
@@ -50,6 +35,6 @@ def session_tracking(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def fresh_tracking(tmp_path: Path, session_tracking: str):
     """A tracking store of the test's own (registry and caching tests must not see other tests' runs)."""
-    uri = _point_mlflow_at(tmp_path, "abtest-fresh")
+    uri = point_mlflow_at(tmp_path, "abtest-fresh")
     yield uri
-    _point_mlflow_at(Path(session_tracking.removeprefix("sqlite:///")).parent, "abtest-tests")
+    point_mlflow_at(Path(session_tracking.removeprefix("sqlite:///")).parent, "abtest-tests")

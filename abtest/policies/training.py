@@ -27,7 +27,8 @@ from ab_router import schema
 from abtest.config import PROJECT_DIR
 from abtest.policies.models import classification_metrics, labels_of
 from abtest.tracking import tags
-from abtest.tracking.lineage import LineageError, PreparedData, resolve_upstream_run
+from abtest.tracking.lineage import LineageError, PreparedData, load_prepared, resolve_upstream_run, step_run
+from abtest.tracking.params import log_resolved_params
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,34 @@ def resolve_training_inputs(
         lineage.split,
     )
     return lineage, resolved
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """A training step's open run and the prepare run's tables it trains on."""
+
+    run: mlflow.ActiveRun
+    data: PreparedData
+    frames: dict[str, pd.DataFrame]  # train and val: what the metrics and the logged inputs cover
+
+
+@contextmanager
+def training_run(
+    entry_point: str, params: Mapping[str, Any], *, prepare_defaults: Mapping[str, str]
+) -> Iterator[TrainingRun]:
+    """Resolve the prepare run, then open the step's run with its resolved params, tables and logged inputs.
+
+    The lineage is resolved before the run opens, so a missing or mismatched prepare run leaves no run behind
+    when the step runs in process.
+    """
+    lineage, resolved = resolve_training_inputs(params, prepare_defaults=prepare_defaults, entry_point=entry_point)
+    with step_run(entry_point) as run:
+        log_resolved_params(resolved)
+        data = load_prepared(lineage.run_id)
+        require_feature_columns(data)
+        frames = {"train": data.train, "val": data.val}
+        log_inputs(frames, prepare_run_id=lineage.run_id)
+        yield TrainingRun(run=run, data=data, frames=frames)
 
 
 def log_inputs(splits: Mapping[str, pd.DataFrame], *, prepare_run_id: str) -> None:

@@ -11,9 +11,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 
 from ab_router import linear, schema
-from abtest.policies import models as policies
+from abtest.policies import models
 from steps.cli import parameter_defaults
-from tests.abtest.policies.test_models import planted_frame
+from tests.fixtures.frames import planted_frame
 
 INTEGER_COLUMNS = [c for c, dtype in schema.feature_dtypes().items() if dtype is np.int64]
 
@@ -30,7 +30,7 @@ def probe(train: pd.DataFrame) -> pd.DataFrame:
 
 def fit_a(train: pd.DataFrame, **overrides: str):
     params = {**parameter_defaults("train_a"), "seed": "0", **overrides}
-    return policies.fit_logistic(train, params=policies.LogisticParams.from_params(params))
+    return models.fit_logistic(train, params=models.LogisticParams.from_params(params))
 
 
 def test_probe_rows_cover_missing_numbers_and_unknown_codes(probe: pd.DataFrame) -> None:

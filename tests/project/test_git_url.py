@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.project.conftest import SNAPSHOT_BRANCH, SNAPSHOT_TAG, Snapshot, Store, latest_main, outcomes, run_main
+from tests.fixtures.pipeline_runs import (
+    SNAPSHOT_BRANCH,
+    SNAPSHOT_TAG,
+    Snapshot,
+    Store,
+    latest_main,
+    make_store,
+    outcomes,
+    run_main,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -63,8 +72,6 @@ def git_url(project_snapshot: Snapshot) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def git_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    from tests.project.conftest import make_store
-
     return make_store(tmp_path_factory.mktemp("git-store"), experiment="abtest-git")
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from abtest.tracking.pipeline import PIPELINE
-from tests.project.conftest import FAST_PARAMS, Snapshot, Store, latest_main, outcomes, run_main, step_runs
+from tests.fixtures.pipeline_runs import FAST_PARAMS, Snapshot, Store, latest_main, outcomes, run_main, step_runs
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.project.conftest import Snapshot, Store, latest_main, make_store, outcomes, run_main
+from tests.fixtures.pipeline_runs import Snapshot, Store, latest_main, make_store, outcomes, run_main
 
 pytestmark = [pytest.mark.e2e, pytest.mark.virtualenv]
 

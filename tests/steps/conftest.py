@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _point_mlflow_at
 from tests.fixtures.router import HandmadeRuns, log_handmade_runs
+from tests.fixtures.tracking import point_mlflow_at
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +21,6 @@ def handmade_runs(
     new store and new runs each; another module never sees these runs or registrations.
     """
     module = request.module.__name__.rpartition(".")[2]
-    _point_mlflow_at(tmp_path_factory.mktemp(f"{module}-store"), f"abtest-{module}")
+    point_mlflow_at(tmp_path_factory.mktemp(f"{module}-store"), f"abtest-{module}")
     yield log_handmade_runs()
-    _point_mlflow_at(Path(session_tracking.removeprefix("sqlite:///")).parent, "abtest-tests")
+    point_mlflow_at(Path(session_tracking.removeprefix("sqlite:///")).parent, "abtest-tests")

@@ -8,7 +8,7 @@ import pytest
 from abtest.tracking.pipeline import active_steps, steps_until
 from steps import main
 from steps.cli import entry_points
-from tests.project.conftest import FAST_PARAMS
+from tests.fixtures.pipeline_runs import FAST_PARAMS
 
 PIPELINE = active_steps(entry_points())
 

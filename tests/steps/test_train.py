@@ -14,8 +14,7 @@ from mlflow.exceptions import MlflowException
 from ab_router import schema
 from ab_router.policy import positive_scores
 from abtest.config import PROJECT_DIR
-from abtest.policies import models as policies
-from abtest.policies import training
+from abtest.policies import models, training
 from abtest.tracking.lineage import LineageError, load_prepared
 from abtest.tracking.params import effective_params
 from abtest.tracking.tags import MODEL_URI as MODEL_URI_TAG
@@ -73,12 +72,12 @@ def test_training_runs_log_lineage_params_metrics_and_artifacts(runs: dict[str, 
 def test_pyfunc_model_reproduces_in_process_predictions(runs: dict[str, mlflow.entities.Run], policy: str) -> None:
     run = runs[policy]
     data = load_prepared(run.data.params["prepare_run"])
-    refit = policies.fit_policy(policy, data.train, data.val, params=effective_params(run))
+    refit = models.fit_policy(policy, data.train, data.val, params=effective_params(run))
     model = mlflow.pyfunc.load_model(run.data.tags[MODEL_URI_TAG])
     served = positive_scores(model, schema.to_feature_frame(data.test))
     np.testing.assert_allclose(served, refit.predict(data.test), rtol=1e-12, atol=0)
     # The same refit reproduces the logged validation metric exactly (same data + params + seed).
-    val_auc = policies.classification_metrics(data.val["label"].to_numpy(), refit.predict(data.val))["auc"]
+    val_auc = models.classification_metrics(data.val["label"].to_numpy(), refit.predict(data.val))["auc"]
     assert val_auc == run.data.metrics["val_auc"]
 
 

@@ -9,29 +9,15 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import subprocess
-import sys
 import tempfile
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from abtest.config import PROJECT_DIR
 from team.postgres import PostgresCluster, find_postgres_bindir, free_loopback_port, throwaway_postgres
 from team.server import ServerConfig, running_server
-
-TRACKING_ENV: tuple[str, ...] = (
-    "MLFLOW_TRACKING_URI",
-    "MLFLOW_REGISTRY_URI",
-    "MLFLOW_EXPERIMENT_NAME",
-    "MLFLOW_EXPERIMENT_ID",
-    "MLFLOW_RUN_ID",
-    "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD",
-)
+from tests.fixtures.team import TeamServer
 
 
 def require_postgres() -> None:
@@ -42,23 +28,6 @@ def require_postgres() -> None:
     if os.environ.get("ABTEST_REQUIRE_POSTGRES") == "1":
         pytest.fail(f"{message}, and ABTEST_REQUIRE_POSTGRES=1 says they must be here")
     pytest.skip(message)
-
-
-@dataclass(frozen=True)
-class TeamServer:
-    """A running tracking server and what a test needs to talk to it."""
-
-    url: str
-    artifacts_dir: Path
-    admin: tuple[str, str] | None = None
-
-    def client_env(self, base: Mapping[str, str] | None = None, *, auth: tuple[str, str] | None = None) -> dict:
-        """Environment for a subprocess that must talk to this server and to nothing else."""
-        env = {k: v for k, v in (os.environ if base is None else base).items() if k not in TRACKING_ENV}
-        env["MLFLOW_TRACKING_URI"] = self.url
-        if auth or self.admin:
-            env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"] = auth or self.admin
-        return env
 
 
 @pytest.fixture(scope="session")
@@ -104,44 +73,6 @@ def auth_server(team_postgres: PostgresCluster, tmp_path_factory: pytest.TempPat
     )
     with running_server(config, env=env, log_path=root / "server.log") as url:
         yield TeamServer(url=url, artifacts_dir=root / "artifacts", admin=admin)
-
-
-def project_copy(destination: Path) -> Path:
-    """The project's files (tracked and not ignored) copied to ``destination``: a clean place to run from.
-
-    A copy makes "nothing was written locally" checkable: any mlruns/ or mlflow.db appearing in it came from the
-    run under test, not from another engineer's or test's run in the shared checkout.
-    """
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=PROJECT_DIR,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for relative in filter(None, listed.split("\0")):
-        source = PROJECT_DIR / relative
-        if source.is_file():
-            target = destination / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    return destination
-
-
-def local_store_leftovers(*directories: Path) -> list[str]:
-    """Paths of a local MLflow store (mlruns/, mlartifacts/, mlflow.db) anywhere under ``directories``."""
-    found: list[str] = []
-    for directory in directories:
-        for pattern in ("mlruns", "mlartifacts", "mlflow.db"):
-            found += [str(p) for p in directory.rglob(pattern)]
-    return sorted(found)
-
-
-def mlflow_run_command(project: Path, entry_point: str, params: Mapping[str, str]) -> list[str]:
-    """``mlflow run <project> -e <entry> --env-manager local -P k=v ...`` with the current interpreter's mlflow."""
-    command = [sys.executable, "-m", "mlflow", "run", str(project), "-e", entry_point, "--env-manager", "local"]
-    for key, value in params.items():
-        command += ["-P", f"{key}={value}"]
-    return command
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import secrets
 import pytest
 import requests
 
-from tests.team.conftest import TeamServer
+from tests.fixtures.team import TeamServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 

@@ -29,7 +29,7 @@ from abtest.tracking.tags import STEP as STEP_TAG
 from steps.cli import entry_points
 from team.postgres import free_loopback_port
 from team.server import wait_until_healthy
-from tests.team.conftest import TeamServer, local_store_leftovers, mlflow_run_command, project_copy
+from tests.fixtures.team import TeamServer, local_store_leftovers, mlflow_run_command, project_copy
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 

@@ -7,42 +7,15 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ab_router.schema import GENRE_COLUMNS
 from abtest.evaluation.analysis import EvaluationConfig, evaluate_policies, headline_metrics
 from abtest.evaluation.crossval import corrected_paired_t_test, summarise_folds
 from abtest.evaluation.report import SECTIONS, ReportInputs, render_html
 from abtest.evaluation.segments import define_segments
-
-
-def _tables(seed: int = 0):
-    rng = np.random.default_rng(seed)
-    n_users, n_items = 80, 60
-    users = pd.DataFrame(
-        {
-            "user_id": np.arange(1, n_users + 1),
-            "age": rng.integers(12, 70, n_users),
-            "gender": rng.choice(["M", "F"], n_users),
-            "occupation": "other",
-            "zip_code": "12345",
-        }
-    )
-    items = pd.DataFrame({"item_id": np.arange(1, n_items + 1), "title": "t", "release_year": 1990.0})
-    items[list(GENRE_COLUMNS)] = (rng.random((n_items, len(GENRE_COLUMNS))) < 0.3).astype(np.int64)
-    train = pd.DataFrame({"user_id": rng.integers(1, n_users, 3000), "item_id": rng.integers(1, n_items, 3000)})
-    # User n_users and item n_items never appear in training: the cold-start segments.
-    test = pd.DataFrame(
-        {"user_id": rng.integers(1, n_users + 1, 2500), "item_id": rng.integers(1, n_items + 1, 2500)}
-    )
-    test = test.drop_duplicates().reset_index(drop=True)
-    signal = rng.normal(size=len(test))
-    test["label"] = (signal + rng.normal(size=len(test)) > 0).astype(np.int64)
-    score_a = 1 / (1 + np.exp(-(signal + rng.normal(scale=2.0, size=len(test)))))
-    score_b = 1 / (1 + np.exp(-(signal + rng.normal(scale=0.5, size=len(test)))))
-    return test, train, users, items, score_a, score_b
+from tests.fixtures.frames import tables
 
 
 def test_segments_partition_and_cold_start():
-    test, train, users, items, _, _ = _tables()
+    test, train, users, items, _, _ = tables()
     segments = define_segments(test, train, users, items)
     families = {s.family for s in segments}
     assert families == {"user history", "item history", "item popularity", "genre", "gender", "age band"}
@@ -59,7 +32,7 @@ def test_segments_partition_and_cold_start():
 
 
 def test_evaluate_policies_end_to_end_in_memory():
-    test, train, users, items, score_a, score_b = _tables()
+    test, train, users, items, score_a, score_b = tables()
     result = evaluate_policies(
         test,
         score_a,

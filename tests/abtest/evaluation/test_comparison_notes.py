@@ -14,7 +14,7 @@ from abtest.evaluation.delong import DelongResult
 from abtest.evaluation.metrics import EvalRows, metric_values, point_metrics, policy_statistics
 from abtest.evaluation.report import headline_table
 from abtest.evaluation.segments import MIN_SEGMENT_USERS, TOO_FEW_USERS_NOTE, Segment, compare_segments
-from tests.abtest.evaluation.test_analysis import _tables
+from tests.fixtures.frames import tables
 
 # --- 1. coverage: no biased percentile intervals ---------------------------------------------------------------
 
@@ -50,7 +50,7 @@ def test_coverage_gets_point_values_but_no_interval_because_resampling_biases_it
     assert coverage.a == pytest.approx(point_metrics(stats_a, ["coverage_at_5"])["coverage_at_5"])
     assert np.isnan([coverage.a_low, coverage.b_high, coverage.diff_low, coverage.p_value]).all()
     assert table["auc"].a_low <= table["auc"].a <= table["auc"].a_high
-    test, train, users, items, tables_a, tables_b = _tables()
+    test, train, users, items, tables_a, tables_b = tables()
     result = evaluate_policies(
         test,
         tables_a,

@@ -10,8 +10,8 @@ import pytest
 
 from abtest.evaluation.crossval import cross_validate
 from abtest.evaluation.metrics import all_metrics
-from abtest.features import build as features
-from abtest.policies import models as policies
+from abtest.features import build
+from abtest.policies import models
 from steps.cli import parameter_defaults
 from steps.evaluate import cross_validation_jobs
 
@@ -30,8 +30,8 @@ def _cross_validate(synthetic_movielens, n_jobs: int):
         seed=3,
         k=5,
         metrics=all_metrics(5),
-        build_features=features.build_features,
-        fit_policy=policies.fit_policy,
+        build_features=build.build_features,
+        fit_policy=models.fit_policy,
         n_jobs=n_jobs,
     )
 

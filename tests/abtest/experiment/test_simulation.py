@@ -15,7 +15,7 @@ from abtest.experiment.readout.analysis import analyse
 from abtest.experiment.readout.report import write_readout
 from abtest.experiment.runner import ExperimentSpec, run_experiment
 from abtest.experiment.stats import AnalysisConfig
-from tests.abtest.experiment.conftest import StandInRouter, item_hash_score, prepared_data
+from tests.fixtures.experiment import StandInRouter, item_hash_score, prepared_data
 
 
 def _spec(**overrides) -> ExperimentSpec:

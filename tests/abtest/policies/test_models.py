@@ -8,26 +8,9 @@ import pandas as pd
 import pytest
 
 from ab_router import schema
-from abtest.policies import models as policies
+from abtest.policies import models
 from steps.cli import parameter_defaults
-
-
-def planted_frame(n_rows: int, *, seed: int) -> pd.DataFrame:
-    """FEATURE_COLUMNS + label, where user_pos_rate, item_pos_rate and occupation code 2 drive the label."""
-    rng = np.random.default_rng(seed)
-    data: dict[str, np.ndarray] = {}
-    for feature in schema.FEATURES:
-        if feature.categorical:
-            data[feature.name] = rng.integers(-1, 5, n_rows)
-        elif feature.name in schema.GENRE_COLUMNS:
-            data[feature.name] = rng.integers(0, 2, n_rows)
-        else:
-            data[feature.name] = rng.normal(size=n_rows)
-    frame = pd.DataFrame(data)
-    frame.loc[::7, "release_year"] = np.nan
-    logit = 1.5 * frame["user_pos_rate"] + frame["item_pos_rate"] + 1.0 * (frame["occupation"] == 2) - 0.3
-    frame["label"] = (rng.random(n_rows) < 1 / (1 + np.exp(-logit))).astype(np.int64)
-    return frame
+from tests.fixtures.frames import planted_frame
 
 
 @pytest.fixture(scope="module")
@@ -40,19 +23,19 @@ def val() -> pd.DataFrame:
     return planted_frame(1000, seed=1)
 
 
-def logistic_params(**overrides) -> policies.LogisticParams:
-    return policies.LogisticParams.from_params({**parameter_defaults("train_a"), "seed": "0", **overrides})
+def logistic_params(**overrides) -> models.LogisticParams:
+    return models.LogisticParams.from_params({**parameter_defaults("train_a"), "seed": "0", **overrides})
 
 
-def lightgbm_params(**overrides) -> policies.LightGBMParams:
+def lightgbm_params(**overrides) -> models.LightGBMParams:
     base = {**parameter_defaults("train_b"), "seed": "0", "n_estimators": "200", "early_stopping_rounds": "20"}
-    return policies.LightGBMParams.from_params({**base, **overrides})
+    return models.LightGBMParams.from_params({**base, **overrides})
 
 
 def test_classification_metrics_match_hand_computed_values() -> None:
     labels = np.array([0, 0, 1, 1])
     scores = np.array([0.1, 0.4, 0.35, 0.8])
-    metrics = policies.classification_metrics(labels, scores)
+    metrics = models.classification_metrics(labels, scores)
     assert metrics["auc"] == pytest.approx(0.75)
     assert metrics["brier"] == pytest.approx((0.1**2 + 0.4**2 + 0.65**2 + 0.2**2) / 4)
     assert metrics["logloss"] == pytest.approx(-np.mean(np.log([0.9, 0.6, 0.35, 0.8])))
@@ -61,11 +44,11 @@ def test_classification_metrics_match_hand_computed_values() -> None:
 
 def test_metrics_reject_one_class_labels() -> None:
     with pytest.raises(ValueError, match="both classes"):
-        policies.classification_metrics(np.array([1, 1]), np.array([0.2, 0.9]))
+        models.classification_metrics(np.array([1, 1]), np.array([0.2, 0.9]))
 
 
 def test_params_come_from_strings_and_ignore_other_keys() -> None:
-    params = policies.LogisticParams.from_params(
+    params = models.LogisticParams.from_params(
         {
             "C": "0.5",
             "penalty": "l1",
@@ -75,12 +58,12 @@ def test_params_come_from_strings_and_ignore_other_keys() -> None:
             "prepare_run": "x",
         }
     )
-    assert params == policies.LogisticParams(C=0.5, penalty="l1", class_weight="balanced", max_iter=50, seed=3)
+    assert params == models.LogisticParams(C=0.5, penalty="l1", class_weight="balanced", max_iter=50, seed=3)
 
 
 def test_params_missing_a_value_name_it() -> None:
     with pytest.raises(ValueError, match=r"needs parameters \['seed'\]"):
-        policies.LightGBMParams.from_params({**parameter_defaults("train_b"), "seed": ""})
+        models.LightGBMParams.from_params({**parameter_defaults("train_b"), "seed": ""})
 
 
 @pytest.mark.parametrize(
@@ -102,62 +85,62 @@ def test_invalid_lightgbm_params_are_rejected_with_the_rule() -> None:
 
 
 def test_policy_a_learns_the_planted_signal(train: pd.DataFrame, val: pd.DataFrame) -> None:
-    pipeline = policies.fit_logistic(train, params=logistic_params())
-    metrics = policies.classification_metrics(val["label"].to_numpy(), policies.predict_logistic(pipeline, val))
+    pipeline = models.fit_logistic(train, params=logistic_params())
+    metrics = models.classification_metrics(val["label"].to_numpy(), models.predict_logistic(pipeline, val))
     assert metrics["auc"] > 0.8
-    table = policies.coefficient_table(pipeline).set_index("feature")
+    table = models.coefficient_table(pipeline).set_index("feature")
     assert table.loc["numeric__user_pos_rate", "coefficient"] > 1.0
     assert table.loc["categorical__occupation_2", "coefficient"] > 0.3
     # The largest coefficient (first row) is the strongest planted feature; the intercept is listed last.
-    assert policies.coefficient_table(pipeline)["feature"].iloc[0] == "numeric__user_pos_rate"
-    assert policies.coefficient_table(pipeline)["feature"].iloc[-1] == "intercept"
+    assert models.coefficient_table(pipeline)["feature"].iloc[0] == "numeric__user_pos_rate"
+    assert models.coefficient_table(pipeline)["feature"].iloc[-1] == "intercept"
 
 
 @pytest.mark.parametrize("penalty", ["l1", "none"])
 def test_policy_a_supports_every_penalty(train: pd.DataFrame, val: pd.DataFrame, penalty: str) -> None:
-    pipeline = policies.fit_logistic(train, params=logistic_params(penalty=penalty, max_iter="300"))
-    scores = policies.predict_logistic(pipeline, val)
-    assert policies.classification_metrics(val["label"].to_numpy(), scores)["auc"] > 0.8
+    pipeline = models.fit_logistic(train, params=logistic_params(penalty=penalty, max_iter="300"))
+    scores = models.predict_logistic(pipeline, val)
+    assert models.classification_metrics(val["label"].to_numpy(), scores)["auc"] > 0.8
 
 
 def test_policy_a_handles_unseen_category_codes(train: pd.DataFrame) -> None:
-    pipeline = policies.fit_logistic(train, params=logistic_params())
+    pipeline = models.fit_logistic(train, params=logistic_params())
     unseen = train.head(3).assign(occupation=99)
-    scores = policies.predict_logistic(pipeline, unseen)
+    scores = models.predict_logistic(pipeline, unseen)
     assert scores.shape == (3,) and np.all((scores > 0) & (scores < 1))
 
 
 def test_policies_reject_a_frame_missing_a_feature(train: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match=r"missing columns \['age'\]"):
-        policies.fit_logistic(train.drop(columns=["age"]), params=logistic_params())
+        models.fit_logistic(train.drop(columns=["age"]), params=logistic_params())
 
 
 def test_policy_b_early_stops_and_records_the_curve(train: pd.DataFrame, val: pd.DataFrame) -> None:
-    fit = policies.fit_lightgbm(train, val, params=lightgbm_params())
+    fit = models.fit_lightgbm(train, val, params=lightgbm_params())
     assert 1 <= fit.best_iteration < 200
     assert list(fit.curve.columns) == ["iteration", "train_auc", "train_logloss", "val_auc", "val_logloss"]
     # Early stopping ran 20 rounds past the best iteration, which has the best validation AUC.
     assert len(fit.curve) == fit.best_iteration + 20
     assert fit.curve["val_auc"].idxmax() + 1 == fit.best_iteration
-    val_auc = policies.classification_metrics(val["label"].to_numpy(), policies.predict_lightgbm(fit.booster, val))
+    val_auc = models.classification_metrics(val["label"].to_numpy(), models.predict_lightgbm(fit.booster, val))
     assert val_auc["auc"] == pytest.approx(fit.curve["val_auc"].max())
     assert val_auc["auc"] > 0.8
 
 
 def test_policy_b_without_the_train_curve_fits_the_same_model(train: pd.DataFrame, val: pd.DataFrame) -> None:
     # Refits (cross-validation) skip scoring the training set each round; the model must not change.
-    with_curve = policies.fit_lightgbm(train, val, params=lightgbm_params())
-    without = policies.fit_lightgbm(train, val, params=lightgbm_params(), record_train_curve=False)
+    with_curve = models.fit_lightgbm(train, val, params=lightgbm_params())
+    without = models.fit_lightgbm(train, val, params=lightgbm_params(), record_train_curve=False)
     assert list(without.curve.columns) == ["iteration", "val_auc", "val_logloss"]
     assert without.best_iteration == with_curve.best_iteration
     np.testing.assert_array_equal(
-        policies.predict_lightgbm(without.booster, val), policies.predict_lightgbm(with_curve.booster, val)
+        models.predict_lightgbm(without.booster, val), models.predict_lightgbm(with_curve.booster, val)
     )
 
 
 def test_policy_b_uses_native_categoricals_and_the_given_num_leaves(train: pd.DataFrame) -> None:
     params = lightgbm_params(num_leaves="63", min_child_samples="5", early_stopping_rounds="0", n_estimators="5")
-    booster = policies.fit_lightgbm(train, None, params=params).booster
+    booster = models.fit_lightgbm(train, None, params=params).booster
     assert booster.params["num_leaves"] == 63
     assert booster.params["bagging_freq"] == 1  # bagging_fraction 0.8 only acts with a bagging frequency
     model = booster.dump_model()
@@ -179,9 +162,9 @@ def test_policy_b_keeps_the_schema_monotone_directions(train: pd.DataFrame) -> N
     scores = {}
     for monotone in ("schema", "none"):
         params = lightgbm_params(monotone=monotone, early_stopping_rounds="0", n_estimators="60")
-        booster = policies.fit_lightgbm(frame, None, params=params).booster
+        booster = models.fit_lightgbm(frame, None, params=params).booster
         assert ("monotone_constraints" in booster.params) == (monotone == "schema")
-        scores[monotone] = policies.predict_lightgbm(booster, grid)
+        scores[monotone] = models.predict_lightgbm(booster, grid)
     assert np.all(np.diff(scores["schema"]) >= -1e-12)
     assert scores["none"][0] - scores["none"][-1] > 0.4  # the free model learnt the planted decrease
 
@@ -192,29 +175,29 @@ def test_policy_b_rejects_an_unknown_monotone_choice() -> None:
 
 
 def test_policy_b_is_deterministic(train: pd.DataFrame, val: pd.DataFrame) -> None:
-    first = policies.fit_lightgbm(train, val, params=lightgbm_params())
-    second = policies.fit_lightgbm(train, val, params=lightgbm_params())
+    first = models.fit_lightgbm(train, val, params=lightgbm_params())
+    second = models.fit_lightgbm(train, val, params=lightgbm_params())
     np.testing.assert_array_equal(
-        policies.predict_lightgbm(first.booster, val), policies.predict_lightgbm(second.booster, val)
+        models.predict_lightgbm(first.booster, val), models.predict_lightgbm(second.booster, val)
     )
-    other_seed = policies.fit_lightgbm(train, val, params=lightgbm_params(seed="1"))
+    other_seed = models.fit_lightgbm(train, val, params=lightgbm_params(seed="1"))
     assert not np.array_equal(
-        policies.predict_lightgbm(first.booster, val), policies.predict_lightgbm(other_seed.booster, val)
+        models.predict_lightgbm(first.booster, val), models.predict_lightgbm(other_seed.booster, val)
     )
 
 
 def test_importance_ranks_the_planted_features_first(train: pd.DataFrame, val: pd.DataFrame) -> None:
-    booster = policies.fit_lightgbm(train, val, params=lightgbm_params()).booster
-    table = policies.importance_table(booster)
+    booster = models.fit_lightgbm(train, val, params=lightgbm_params()).booster
+    table = models.importance_table(booster)
     assert set(table["feature"].head(2)) == {"user_pos_rate", "item_pos_rate"}
     assert table["gain"].is_monotonic_decreasing
 
 
 def test_fit_policy_dispatches_on_the_policy_name(train: pd.DataFrame, val: pd.DataFrame) -> None:
-    a = policies.fit_policy("A", train, val, params={**parameter_defaults("train_a"), "seed": "0"})
+    a = models.fit_policy("A", train, val, params={**parameter_defaults("train_a"), "seed": "0"})
     b_params = {**parameter_defaults("train_b"), "seed": "0", "n_estimators": "30"}
-    b = policies.fit_policy("B", train, val, params=b_params)
+    b = models.fit_policy("B", train, val, params=b_params)
     assert a.predict(val).shape == b.predict(val).shape == (len(val),)
     assert isinstance(b.model, lgb.Booster)
     with pytest.raises(ValueError, match=r"policy must be one of \['A', 'B'\], got 'C'"):
-        policies.fit_policy("C", train, val, params={})  # type: ignore[arg-type]
+        models.fit_policy("C", train, val, params={})  # type: ignore[arg-type]
