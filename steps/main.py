@@ -19,7 +19,6 @@ import logging
 from collections.abc import Mapping, Sequence
 
 import mlflow
-import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_ENV
@@ -30,7 +29,6 @@ from abtest.tracking.lineage import records_failure, step_run
 from abtest.tracking.pipeline import (
     PipelineResult,
     Step,
-    StepRecord,
     active_steps,
     code_version,
     mlflow_launcher,
@@ -40,6 +38,7 @@ from abtest.tracking.pipeline import (
     step_parameters,
     steps_until,
 )
+from abtest.tracking.pipeline_summary import child_summary, log_step_table, record_step
 from steps.cli import (
     configure_logging,
     entry_point_parameters,
@@ -52,9 +51,6 @@ log = logging.getLogger(__name__)
 
 # main's own parameters; every other main parameter is a step parameter passed on when set.
 OWN_PARAMS: tuple[str, ...] = ("env_manager", "force", "until")
-# Steps whose metrics are copied onto main's run (prefixed with the entry point) as the headline numbers.
-SUMMARY_METRIC_STEPS: tuple[str, ...] = ("evaluate", "simulate")
-_NOT_SUMMARISED_TAGS = (tags.STEP, tags.CODE_VERSION, tags.UPSTREAM)
 _NUMERIC = {"int": int, "float": float}
 
 
@@ -121,65 +117,6 @@ def check_parameter_values(user_params: Mapping[str, str], steps: Sequence[Step]
             raise ValueError(f"step {step.entry_point} would reject {shown}: {exc}; nothing was run") from None
 
 
-def step_table(records: Sequence[StepRecord]) -> pd.DataFrame:
-    """The step table as a frame: entry point, run id, outcome, duration, reason (for failures)."""
-    columns = ["entry_point", "run_id", "outcome", "duration_s", "reason"]
-    frame = pd.DataFrame([vars(r) for r in records], columns=columns)
-    return frame.assign(duration_s=frame["duration_s"].round(2))
-
-
-def _record_step(record: StepRecord) -> None:
-    # Tagged as soon as a step is decided, so a main killed half-way still shows how far it got.
-    mlflow.set_tags(
-        {
-            tags.step_run_id(record.entry_point): record.run_id or "",
-            tags.step_outcome(record.entry_point): record.outcome,
-        }
-    )
-    mlflow.log_metric(f"duration_s.{record.entry_point}", record.duration_s)
-
-
-def _log_step_table(records: Sequence[StepRecord]) -> pd.DataFrame:
-    table = step_table(records)
-    mlflow.log_text(table.to_csv(index=False), "pipeline/steps.csv")
-    mlflow.log_text(markdown_table(table), "pipeline/steps.md")
-    mlflow.log_metrics(
-        {
-            "steps_ran": float((table["outcome"] == "ran").sum()),
-            "steps_reused": float((table["outcome"] == "reused").sum()),
-        }
-    )
-    return table
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured markdown table (pandas' to_markdown needs tabulate, which is not a dependency)."""
-    rows = [list(map(str, frame.columns)), ["---"] * frame.shape[1]]
-    rows += [
-        ["" if pd.isna(v) else str(v).replace("|", "\\|") for v in row] for row in frame.itertuples(index=False)
-    ]
-    return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"
-
-
-def child_summary(run_ids: Mapping[str, str], client: MlflowClient) -> tuple[dict[str, str], dict[str, float]]:
-    """Tags and metrics to copy onto main: each child's ``abtest.*`` tags, and headline steps' metrics.
-
-    The evaluation decision, the registered versions and the router version are tags the steps set on their own
-    runs; main repeats them as ``abtest.<entry>.<tag>`` so the parent run answers "what did this pipeline decide
-    and register" without opening the children.
-    """
-    summary_tags: dict[str, str] = {}
-    metrics: dict[str, float] = {}
-    for entry, run_id in run_ids.items():
-        run = client.get_run(run_id)
-        for key, value in run.data.tags.items():
-            if key.startswith(tags.PREFIX) and key not in _NOT_SUMMARISED_TAGS:
-                summary_tags[tags.summarised(entry, key)] = tags.cut(value)
-        if entry in SUMMARY_METRIC_STEPS:
-            metrics.update({f"{entry}.{key}": value for key, value in run.data.metrics.items()})
-    return summary_tags, metrics
-
-
 @records_failure
 def main(argv: Sequence[str] | None = None) -> str:
     """Run or reuse every step, record the step table and summary on this run, and return its id."""
@@ -219,11 +156,11 @@ def main(argv: Sequence[str] | None = None) -> str:
                     project_uri=str(PROJECT_DIR), env_manager=env_manager, experiment_id=run.info.experiment_id
                 ),
                 force=force,
-                on_record=_record_step,
+                on_record=record_step,
                 result=result,
             )
         finally:
-            table = _log_step_table(result.records)
+            table = log_step_table(result.records)
         summary, metrics = child_summary(result.run_ids, client)
         mlflow.set_tags(summary)
         if metrics:

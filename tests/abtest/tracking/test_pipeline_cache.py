@@ -294,7 +294,7 @@ def test_main_rejects_a_parameter_no_step_takes_or_of_the_wrong_type() -> None:
 
 def test_step_table_renders_as_markdown() -> None:
     from abtest.tracking.pipeline import StepRecord
-    from steps.main import markdown_table, step_table
+    from abtest.tracking.pipeline_summary import markdown_table, step_table
 
     table = step_table(
         [StepRecord("prepare", "abc", REUSED, 0.123), StepRecord("train_b", None, FAILED, 2.0, "x|y")]
