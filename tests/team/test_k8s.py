@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,13 @@ def test_dockerfile_matches_the_pins_and_copies_what_exists() -> None:
     for line in re.findall(r"^COPY (.+)$", dockerfile, re.MULTILINE):
         for source in line.split()[:-1]:
             assert (PROJECT_DIR / source).exists(), f"Dockerfile copies {source}, which does not exist"
+    # Every top-level package the project ships must be in the image, and let through by the build context filter.
+    copied = {line.split()[0].rstrip("/") for line in re.findall(r"^COPY (.+)$", dockerfile, re.MULTILINE)}
+    allowed = (PROJECT_DIR / "team" / "Dockerfile.dockerignore").read_text().splitlines()
+    packages = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    for package in (pattern.rstrip("*") for pattern in packages["find"]["include"]):
+        assert package in copied, f"team/Dockerfile does not copy {package}/"
+        assert f"!{package}/**" in allowed, f"team/Dockerfile.dockerignore filters out {package}/"
     template = yaml.safe_load((PROJECT_DIR / "team" / "kubernetes" / "job-template.yaml").read_text())
     user = re.search(r"^RUN useradd --uid (\d+)", dockerfile, re.MULTILINE).group(1)
     assert str(template["spec"]["template"]["spec"]["securityContext"]["runAsUser"]) == user
