@@ -7,6 +7,25 @@ from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_DIR / "data"
+
+
+def project_file(name: str) -> Path:
+    """A file of the project checkout (``MLproject``, ``requirements.txt``), or an error saying where to run from.
+
+    The entry points are an MLflow Project: they read MLproject and the pins beside this package. An installed
+    wheel (``pip install .``) has the library but not the project, so a step started from it stops here with
+    the fix instead of a bare FileNotFoundError deep in a step.
+    """
+    path = PROJECT_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{name} not found at {path}: the entry points run from the project's checkout, not from an "
+            "installed wheel; clone the repository and run `pip install -e .` there, or `mlflow run <path or git "
+            "URL> -e <entry point>`"
+        )
+    return path
+
+
 # Downloads (GroupLens zips, the recbole wheel) are cached here, outside the repo, so a fresh clone and
 # every virtualenv reuse them. Override with ABTEST_CACHE_DIR.
 CACHE_DIR = Path(os.environ.get("ABTEST_CACHE_DIR", Path.home() / ".cache" / "abtest-mlflow-movielens"))

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from abtest.config import PROJECT_DIR
+from abtest.config import project_file
 
 # Random seeds end up in numpy, scikit-learn (random_state < 2**32) and LightGBM (a C int), so the common range.
 MAX_SEED = 2**31 - 1
@@ -27,7 +27,7 @@ _CASTS = {"int": int, "float": float, "string": str, "str": str, "path": str, "u
 @cache
 def entry_points() -> dict[str, dict[str, Any]]:
     """MLproject's entry points as written, keyed by name."""
-    spec = yaml.safe_load((PROJECT_DIR / "MLproject").read_text())
+    spec = yaml.safe_load(project_file("MLproject").read_text())
     return spec["entry_points"]
 
 

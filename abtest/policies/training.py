@@ -24,7 +24,7 @@ from mlflow.models import ModelSignature, infer_signature
 from mlflow.tracking import MlflowClient
 
 from ab_router import schema
-from abtest.config import PROJECT_DIR
+from abtest.config import project_file
 from abtest.policies.models import classification_metrics, labels_of
 from abtest.tracking import tags
 from abtest.tracking.lineage import LineageError, PreparedData, load_prepared, resolve_upstream_run, step_run
@@ -184,7 +184,7 @@ def pip_requirements(*packages: str) -> list[str]:
     Passing them explicitly also spares ``log_model`` its slow requirement inference.
     """
     pins: dict[str, str] = {}
-    for line in (PROJECT_DIR / "requirements.txt").read_text().splitlines():
+    for line in project_file("requirements.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             pins[re.split(r"[=<>~! \[]", line, maxsplit=1)[0].lower()] = line

@@ -32,8 +32,8 @@ from abtest.config import (
     FEATURE_DEFAULTS_FILE,
     FEATURE_TABLES_DIR,
     ITEM_FEATURES_FILE,
-    PROJECT_DIR,
     USER_FEATURES_FILE,
+    project_file,
 )
 from abtest.tracking import registry, tags
 
@@ -102,7 +102,7 @@ def log_router(
             code_paths=[str(Path(ab_router.__file__).parent)],
             signature=router_signature(split=assignment.split),
             input_example=example,
-            pip_requirements=str(PROJECT_DIR / "requirements.txt"),
+            pip_requirements=str(project_file("requirements.txt")),
         )
     run_id = mlflow.active_run().info.run_id
     policy_versions = {arm: str(v.version) for arm, v in versions.items()}

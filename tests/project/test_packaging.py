@@ -74,6 +74,12 @@ def test_pip_install_dot_ships_every_package_with_the_runtime_pins(tmp_path: Pat
     assert sorted(runtime) == sorted(_pins("requirements.txt"))
     dev = sorted(re.sub(r";.*", "", r).strip() for r in requires if 'extra == "dev"' in r)
     assert dev == sorted(_pins("requirements-test.txt"))
+    # The wheel is the library; a step started from it says where the project's entry points run from.
+    step = subprocess.run(
+        [str(python), "-m", "steps.prepare", "--help"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert step.returncode != 0
+    assert "MLproject not found" in step.stderr and "run from the project's checkout" in step.stderr
 
 
 def test_editable_install_with_the_dev_extra_imports_from_the_checkout(tmp_path: Path) -> None:
@@ -83,6 +89,10 @@ def test_editable_install_with_the_dev_extra_imports_from_the_checkout(tmp_path:
     installed = _installed(python, cwd=tmp_path)
     for package, path in installed["files"].items():
         assert Path(path).is_relative_to(source), f"{package} imported from {path}, not from the source tree"
+    step = subprocess.run(
+        [str(python), "-m", "steps.prepare", "--help"], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert "--positive_threshold" in step.stdout  # the parser built from the source tree's MLproject
 
 
 def test_requirements_dev_is_the_runtime_and_test_pins() -> None:
