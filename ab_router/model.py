@@ -75,6 +75,8 @@ def router_config(assignment: AssignmentConfig, *, versions: Mapping[str, tuple[
         "split": assignment.split,
         "salt": assignment.salt,
         "assignment": assignment.assignment,
+        # What load_context compares with the code it runs (it warns when a process imported other code).
+        "code_digest": code_digest(),
         "arms": {
             arm: {"model_name": str(versions[arm][0]), "model_version": str(versions[arm][1])}
             for arm in EXPERIMENT_ARMS

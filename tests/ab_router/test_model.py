@@ -24,6 +24,7 @@ from ab_router.model import (
     OUTPUT_TYPES,
     USER_FEATURES_ARTIFACT,
     ABRouterModel,
+    code_digest,
     empty_output,
     router_config,
     router_signature,
@@ -246,8 +247,10 @@ def test_loading_warns_when_this_process_runs_other_ab_router_code(
     saved, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level("WARNING", logger="ab_router.model"):
-        mlflow.pyfunc.load_model(str(saved[2]))
+        current = mlflow.pyfunc.load_model(str(saved[2]))
     assert "differs from the code bundled" not in caplog.text
+    # router_config records the digest itself (the stale router below overrides it), so the check is live
+    assert current.model_config["code_digest"] == code_digest()
     with caplog.at_level("WARNING", logger="ab_router.model"):
         mlflow.pyfunc.load_model(str(saved[4]))
     assert "differs from the code bundled with the router" in caplog.text
