@@ -21,11 +21,6 @@ class PolicyArm:
     router_artifact: str  # its key among the router's bundled artifacts
 
     @property
-    def run_param(self) -> str:
-        """The parameter through which a step receives this policy's training run id (``train_a_run``)."""
-        return f"{self.train_entry_point}_run"
-
-    @property
     def uri_param(self) -> str:
         """evaluate's parameter naming this policy as a model URI instead (``policy_a_uri``)."""
         return f"policy_{self.name.lower()}_uri"

@@ -121,7 +121,7 @@ def build_workload(
     router_model: mlflow.pyfunc.PyFuncModel, *, n_single: int, big_rows: int, seed: int
 ) -> Workload:
     """Pairs drawn from the router's prepare run's test split, with their features from the router's look-up."""
-    handle = resolve_router(ROUTER_URI)
+    handle = resolve_router(ROUTER_URI, router_run="")
     test = load_prepared(handle.prepare_run).test
     rng = np.random.default_rng(seed)
     rows = rng.integers(0, len(test), size=max(big_rows, n_single))

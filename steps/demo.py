@@ -57,8 +57,8 @@ def main(argv: Sequence[str] | None = None) -> str:
                 f"{arm} = {version_tags[tags.POLICY_MODEL_NAME]} v{version_tags[tags.policy_version(arm)]}"
                 for arm in EXPERIMENT_ARMS
             )
-            + f"; {version_tags[tags.assignment('assignment')]} split={split} "
-            f"salt={version_tags[tags.assignment('salt')]!r}"
+            + f"; {version_tags[tags.ASSIGNMENT_RULE]} split={split} "
+            f"salt={version_tags[tags.SALT]!r}"
         )
         examples = routed.groupby("policy").head(3).sort_values(["policy", USER_ID])
         report = "\n\n".join(

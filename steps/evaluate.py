@@ -45,7 +45,7 @@ from abtest.evaluation.crossval import (
 from abtest.evaluation.inputs import resolve_policy, shared_prepare_run
 from abtest.evaluation.report import ReportInputs, render_html
 from abtest.tracking import tags
-from abtest.tracking.lineage import load_prepared, records_failure, step_run
+from abtest.tracking.lineage import load_prepared, records_failure, run_parameter, step_run
 from abtest.tracking.params import log_resolved_params
 from abtest.tracking.store import ensure_store_ready
 from steps.cli import check_seed, configure_logging, parse_params
@@ -106,7 +106,9 @@ def main(argv: Sequence[str] | None = None) -> str:
     ensure_store_ready()
     sources = {
         arm.name: resolve_policy(
-            arm.name, run_id=getattr(params, arm.run_param), model_uri=getattr(params, arm.uri_param)
+            arm.name,
+            run_id=getattr(params, run_parameter(arm.train_entry_point)),
+            model_uri=getattr(params, arm.uri_param),
         )
         for arm in map(policy_arm, EXPERIMENT_ARMS)
     }
@@ -115,7 +117,10 @@ def main(argv: Sequence[str] | None = None) -> str:
         log_resolved_params(
             {
                 "prepare_run": prepare_run,
-                **{arm.run_param: sources[arm.name].training_run for arm in map(policy_arm, EXPERIMENT_ARMS)},
+                **{
+                    run_parameter(arm.train_entry_point): sources[arm.name].training_run
+                    for arm in map(policy_arm, EXPERIMENT_ARMS)
+                },
                 **{arm.uri_param: sources[arm.name].model_uri for arm in map(policy_arm, EXPERIMENT_ARMS)},
                 "cv_jobs": cv_jobs,
             }

@@ -25,6 +25,7 @@ from ab_router.arms import POLICY_ARMS, policy_arm
 from abtest.tracking import registration_inputs, registry, tags
 from abtest.tracking.lineage import (
     records_failure,
+    run_parameter,
     step_run,
 )
 from abtest.tracking.params import log_resolved_params
@@ -49,7 +50,9 @@ def main(argv: Sequence[str] | None = None) -> str:
     # Every lineage check comes before the run opens, so a refused pair creates no version and moves no alias.
     ensure_store_ready()
     training_runs = {
-        arm.name: registration_inputs.training_run(client, arm.name, getattr(params, arm.run_param))
+        arm.name: registration_inputs.resolve_training_run(
+            client, arm.name, getattr(params, run_parameter(arm.train_entry_point))
+        )
         for arm in POLICY_ARMS
     }
     prepare_runs = {arm: registration_inputs.prepare_run_of(client, r) for arm, r in training_runs.items()}
@@ -69,7 +72,10 @@ def main(argv: Sequence[str] | None = None) -> str:
             {
                 tags.MODEL_NAME: params.model_name,
                 **{tags.policy_version(arm): r.version.version for arm, r in registered.items()},
-                **{tags.training_run(arm): r.info.run_id for arm, r in training_runs.items()},
+                **{
+                    tags.run_of(run_parameter(policy_arm(arm).train_entry_point)): r.info.run_id
+                    for arm, r in training_runs.items()
+                },
             }
         )
         mlflow.log_metric("versions_created", sum(r.created for r in registered.values()))

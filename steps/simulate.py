@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     configure_logging()
     check_params(params)
     with step_run("simulate") as run:
-        router = resolve_router(params.router_uri, params.router_run)
+        router = resolve_router(params.router_uri, router_run=params.router_run)
         prepare_run = params.prepare_run or router.prepare_run
         if not prepare_run:
             raise LineageError(

@@ -36,7 +36,7 @@ def check_params(params: argparse.Namespace, pipeline: Mapping[str, argparse.Nam
 @records_failure
 def main(argv: Sequence[str] | None = None) -> str:
     """Train policy A and log it; returns the run id."""
-    namespace = parse_params("train_a", argv, description=__doc__)
+    namespace = inherit_defaults(parse_params("train_a", argv, description=__doc__), "prepare", ["seed"])
     configure_logging()
     check_params(namespace)
     model_params = models.LogisticParams.from_params(vars(namespace))

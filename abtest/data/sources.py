@@ -127,12 +127,12 @@ def _how_to_supply(dataset: str, data_dir: Path) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- local
-def local_path(dataset: str, *, data_path: str | Path = "", data_dir: Path = DATA_DIR) -> Path:
+def local_path(dataset: str, *, data_path: str | Path, data_dir: Path = DATA_DIR) -> Path:
     """The file ``local`` reads: ``data_path`` when given, else ``<data_dir>/<dataset>.zip``."""
     return Path(data_path).expanduser() if str(data_path) else data_dir / f"{dataset}.zip"
 
 
-def from_local(dataset: str, *, data_path: str | Path = "", data_dir: Path = DATA_DIR) -> AcquiredData:
+def from_local(dataset: str, *, data_path: str | Path, data_dir: Path = DATA_DIR) -> AcquiredData:
     """Read a local zip or extracted folder; raises SourceUnavailableError when there is none."""
     _check_dataset(dataset)
     path = local_path(dataset, data_path=data_path, data_dir=data_dir)
@@ -300,8 +300,8 @@ def from_pypi(dataset: str, *, cache_dir: Path = CACHE_DIR, timeout: float = PIP
 def acquire(
     dataset: str,
     *,
-    source: str = "auto",
-    data_path: str | Path = "",
+    source: str,
+    data_path: str | Path,
     data_dir: Path = DATA_DIR,
     cache_dir: Path = CACHE_DIR,
     grouplens_base_url: str | None = None,

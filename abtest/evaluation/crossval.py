@@ -307,8 +307,8 @@ def run_cross_validation(
     cv_folds: int,
     seed: int,
     k: int,
-    cv_jobs: int = 1,
-    scheme: CvScheme = "random",
+    cv_jobs: int,
+    scheme: CvScheme,
 ) -> CrossValidationResult | None:
     """K-fold refits of both policies on train ∪ val with their training runs' parameters (None if disabled).
 

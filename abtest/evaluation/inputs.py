@@ -57,7 +57,7 @@ def training_run_of(model_uri: str) -> str:
     )
 
 
-def resolve_policy(policy: str, *, run_id: str = "", model_uri: str = "") -> PolicySource:
+def resolve_policy(policy: str, *, run_id: str, model_uri: str) -> PolicySource:
     """Resolve policy "A" or "B" from a training run id or a model URI (not both); "" for both = latest run."""
     if policy not in ARMS:
         raise ValueError(f"policy must be one of {sorted(ARMS)}, got {policy!r}")
@@ -68,7 +68,7 @@ def resolve_policy(policy: str, *, run_id: str = "", model_uri: str = "") -> Pol
         )
     client = MlflowClient()
     if model_uri:
-        parameter = f"policy_{policy.lower()}_uri"
+        parameter = policy_arm(policy).uri_param
         try:
             run = client.get_run(training_run_of(model_uri))
         except (mlflow.exceptions.MlflowException, ValueError) as exc:
@@ -107,7 +107,7 @@ def resolve_policy(policy: str, *, run_id: str = "", model_uri: str = "") -> Pol
     )
 
 
-def shared_prepare_run(source_a: PolicySource, source_b: PolicySource, *, requested: str = "") -> str:
+def shared_prepare_run(source_a: PolicySource, source_b: PolicySource, *, requested: str) -> str:
     """The prepare run both policies were trained on; an error if they differ or contradict ``requested``."""
     if source_a.prepare_run != source_b.prepare_run:
         raise LineageError(

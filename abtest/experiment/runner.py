@@ -156,7 +156,7 @@ class RouterHandle:
         return float(value) if value not in (None, "") else None
 
 
-def resolve_router(router_uri: str, router_run: str = "") -> RouterHandle:
+def resolve_router(router_uri: str, *, router_run: str) -> RouterHandle:
     """The router to use: the version a `router` run registered (``router_run``) or ``router_uri``."""
     client = MlflowClient()
     if router_run:

@@ -323,10 +323,16 @@ def fit_policy(
     Extra keys in ``params`` (``prepare_run``, ``dataset``, ...) are ignored.
     """
     _check_choice("policy", policy, ARMS)
-    if policy_arm(policy).flavor == "sklearn":
+    flavor = policy_arm(policy).flavor
+    if flavor == "sklearn":
         return FittedPolicy(policy, fit_logistic(train, params=LogisticParams.from_params(params)))
-    fit = fit_lightgbm(train, val, params=LightGBMParams.from_params(params), record_train_curve=False)
-    return FittedPolicy(policy, fit.booster)
+    if flavor == "lightgbm":
+        fit = fit_lightgbm(train, val, params=LightGBMParams.from_params(params), record_train_curve=False)
+        return FittedPolicy(policy, fit.booster)
+    raise ValueError(
+        f"policy {policy} has model flavour {flavor!r} (ab_router/arms.py); fit_policy fits 'sklearn' (logistic "
+        "regression) and 'lightgbm': add its fitter here"
+    )
 
 
 def classification_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:

@@ -101,6 +101,11 @@ def resolve_upstream_run(step: str, run_id: str, params: Mapping[str, Any], *, h
     return run.info.run_id
 
 
+def run_parameter(entry_point: str) -> str:
+    """The parameter through which a step receives ``entry_point``'s run id (``prepare_run``, ``train_a_run``)."""
+    return f"{entry_point}_run"
+
+
 def describe_chosen_run(step: str, run: Run, matched: Mapping[str, Any]) -> str:
     """What a "" run id resolved to: the run, the params it was matched on and every other param it ran with.
 
@@ -110,7 +115,7 @@ def describe_chosen_run(step: str, run: Run, matched: Mapping[str, Any]) -> str:
     others = ", ".join(f"{name}={value}" for name, value in sorted(run.data.params.items()) if name not in matched)
     return (
         f"{step} run {run.info.run_id} (latest FINISHED with {dict(matched)}, whatever its other parameters: "
-        f"{others or 'none'}; pass {step}_run=<run id> to pin one)"
+        f"{others or 'none'}; pass {run_parameter(step)}=<run id> to pin one)"
     )
 
 

@@ -39,6 +39,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_ENTRY_POINT
 
 from ab_router.arms import EXPERIMENT_ARMS, POLICY_ARMS, policy_arm
 from abtest.tracking import tags
+from abtest.tracking.lineage import run_parameter
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +91,6 @@ PIPELINE: tuple[Step, ...] = (
 )
 
 
-def upstream_parameter(entry_point: str) -> str:
-    """Name of the parameter through which a step receives ``entry_point``'s run id."""
-    return f"{entry_point}_run"
-
-
 def active_steps(available: Collection[str], pipeline: Sequence[Step] = PIPELINE) -> list[Step]:
     """The pipeline's steps whose entry points exist, with upstream references to missing steps dropped."""
     present = [step for step in pipeline if step.entry_point in available]
@@ -130,7 +126,7 @@ def step_parameters(
         if main_name is not None and main_name in user_params:
             passed[name] = user_params[main_name]
     for upstream in step.upstream:
-        name = upstream_parameter(upstream)
+        name = run_parameter(upstream)
         if name in declared:
             passed[name] = upstream_runs[upstream]
     return passed

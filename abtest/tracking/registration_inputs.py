@@ -14,13 +14,14 @@ from abtest.tracking.lineage import (
     LineageError,
     current_experiment_id,
     resolve_upstream_run,
+    run_parameter,
 )
 from abtest.tracking.params import effective_params
 
 log = logging.getLogger(__name__)
 
 
-def training_run(client: MlflowClient, arm: str, run_id: str) -> Run:
+def resolve_training_run(client: MlflowClient, arm: str, run_id: str) -> Run:
     """The training run of ``arm``: ``run_id`` checked, or the latest FINISHED run of its training step."""
     step = policy_arm(arm).train_entry_point
     resolved = resolve_upstream_run(step, run_id, {}, how_to_make=f"mlflow run . -e {step}")
@@ -42,7 +43,9 @@ def prepare_run_of(client: MlflowClient, training_run: Run) -> Run:
 def evaluate_run_of(client: MlflowClient, run_id: str, training_runs: dict[str, Run]) -> Run | None:
     """The evaluate run of exactly these training runs: ``run_id`` checked, else the latest match, else None."""
     # evaluate compares the experiment's pair; its runs name those two training runs
-    wanted = {policy_arm(arm).run_param: training_runs[arm].info.run_id for arm in EXPERIMENT_ARMS}
+    wanted = {
+        run_parameter(policy_arm(arm).train_entry_point): training_runs[arm].info.run_id for arm in EXPERIMENT_ARMS
+    }
     if run_id:
         run = client.get_run(resolve_upstream_run("evaluate", run_id, {}, how_to_make="mlflow run . -e evaluate"))
         # An evaluate run started with "" run ids keeps the ids it resolved in abtest.resolved.* tags.

@@ -40,10 +40,6 @@ from abtest.tracking import registry, tags
 ROUTER_ARTIFACT_NAME = "router"
 
 
-# The assignment fields recorded as router version tags (read by `demo`, `simulate` and `main`).
-ASSIGNMENT_FIELDS = ("split", "salt", "assignment")
-
-
 @dataclass(frozen=True)
 class RouterVersion:
     """What `router` registered: the router version and the policy versions it bundles."""
@@ -111,7 +107,7 @@ def log_router(
         tags.PREPARE_RUN: prepare_run,
         tags.POLICY_MODEL_NAME: model_name,
         **{tags.policy_version(arm): version for arm, version in policy_versions.items()},
-        **{tags.assignment(key): str(getattr(assignment, key)) for key in ASSIGNMENT_FIELDS},
+        **{tag: str(getattr(assignment, field)) for field, tag in tags.ASSIGNMENT.items()},
     }
     registry.ensure_registered_model(
         client,

@@ -41,7 +41,11 @@ EVALUATE_RUN = "abtest.evaluate_run"
 POLICY_MODEL_NAME = "abtest.policy_model_name"
 ROUTER_VERSION = "abtest.router_version"
 ROUTER_URI = "abtest.router_uri"
-SPLIT = "abtest.split"  # the router's share of users sent to B (one of the assignment tags)
+# The router version's assignment rule, one tag per field of ab_router.assignment.AssignmentConfig.
+SPLIT = "abtest.split"  # the share of users sent to B
+SALT = "abtest.salt"
+ASSIGNMENT_RULE = "abtest.assignment"  # hash | modulo
+ASSIGNMENT: dict[str, str] = {"split": SPLIT, "salt": SALT, "assignment": ASSIGNMENT_RULE}
 
 
 def policy_version(arm: str) -> str:
@@ -49,14 +53,9 @@ def policy_version(arm: str) -> str:
     return f"abtest.policy_{arm.lower()}_version"
 
 
-def training_run(arm: str) -> str:
-    """The tag holding the training run of ``arm`` that register registered."""
-    return f"abtest.train_{arm.lower()}_run"
-
-
-def assignment(field: str) -> str:
-    """The tag holding one field of the router's assignment config (split, salt, assignment)."""
-    return f"abtest.{field}"
+def run_of(parameter: str) -> str:
+    """The tag holding the run id a step used for its ``parameter`` (register's ``abtest.train_a_run``, ...)."""
+    return f"{PREFIX}{parameter}"
 
 
 def step_run_id(entry_point: str) -> str:

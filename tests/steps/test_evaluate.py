@@ -101,7 +101,7 @@ def test_policies_from_different_prepare_runs_are_rejected():
     a = PolicySource("A", "models:/m-1", "run-a", "prepare-1", {})
     b = PolicySource("B", "models:/m-2", "run-b", "prepare-2", {})
     with pytest.raises(LineageError, match="different prepare runs"):
-        shared_prepare_run(a, b)
+        shared_prepare_run(a, b, requested="")
     with pytest.raises(LineageError, match="was requested"):
         shared_prepare_run(a, a, requested="prepare-9")
 
@@ -162,9 +162,9 @@ def test_negative_cv_folds_is_refused_before_a_run_exists():
 def test_unknown_model_uri_names_the_policy_and_the_parameter():
     expected = r"policy A: cannot resolve policy_a_uri='models:/nope@PolicyA': .*nope"
     with pytest.raises(LineageError, match=expected):
-        resolve_policy("A", model_uri="models:/nope@PolicyA")
+        resolve_policy("A", model_uri="models:/nope@PolicyA", run_id="")
     with pytest.raises(LineageError, match=r"policy B: cannot resolve policy_b_uri='file:/x'"):
-        resolve_policy("B", model_uri="file:/x")
+        resolve_policy("B", model_uri="file:/x", run_id="")
     client = MlflowClient()
     experiment = mlflow.tracking.fluent._get_experiment_id()
     before = len(client.search_runs([experiment], max_results=50_000))

@@ -133,7 +133,7 @@ def arm_statistics(
     }
 
 
-def guardrail_table(impressions: pd.DataFrame, *, environment: str = "synthetic") -> pd.DataFrame:
+def guardrail_table(impressions: pd.DataFrame, *, environment: str) -> pd.DataFrame:
     """Per arm: calibration of the served scores against the clicks, and the share of cold-start look-ups.
 
     In ``replay`` an unseen item is a click of 0 by construction, not an observed outcome, so calibration there is

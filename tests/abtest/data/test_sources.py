@@ -88,7 +88,7 @@ def test_local_reads_data_dir_zip_and_warns_on_checksum(
     data_dir.mkdir()
     shutil.copy(synthetic_ml100k_zip, data_dir / "ml-100k.zip")
     with caplog.at_level(logging.WARNING, logger="abtest.data.sources"):
-        acquired = from_local("ml-100k", data_dir=data_dir)
+        acquired = from_local("ml-100k", data_dir=data_dir, data_path="")
     assert acquired.source == "local"
     assert acquired.sha256 == hashlib.sha256(synthetic_ml100k_zip.read_bytes()).hexdigest()
     assert len(acquired.tables.interactions) == 20_000
@@ -97,9 +97,9 @@ def test_local_reads_data_dir_zip_and_warns_on_checksum(
 
 def test_local_missing_is_unavailable_and_explicit_local_says_how_to_supply(tmp_path: Path) -> None:
     with pytest.raises(SourceUnavailableError, match="does not exist"):
-        from_local("ml-100k", data_dir=tmp_path)
+        from_local("ml-100k", data_dir=tmp_path, data_path="")
     with pytest.raises(SourceError) as caught:
-        acquire("ml-100k", source="local", data_dir=tmp_path)
+        acquire("ml-100k", source="local", data_dir=tmp_path, data_path="")
     message = str(caught.value)
     assert "tried:\n  - local" in message
     assert f"put it at {tmp_path / 'ml-100k.zip'}" in message and "-P source=local" in message
@@ -176,7 +176,7 @@ def test_recbole_wheel_without_the_dataset_is_rejected(tmp_path: Path) -> None:
 
 def test_cached_wheel_is_used_without_pip(fake_wheel_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = no_pip(monkeypatch)
-    acquired = acquire("ml-100k", source="pypi", cache_dir=fake_wheel_cache)
+    acquired = acquire("ml-100k", source="pypi", cache_dir=fake_wheel_cache, data_path="")
     assert acquired.source == "pypi" and calls == []
     assert acquired.location == str(fake_wheel_cache / "pypi" / RECBOLE_WHEEL)
 
@@ -210,7 +210,7 @@ def test_pip_timeout_and_wrong_wheel_are_unavailable(tmp_path: Path, monkeypatch
 
 def test_pypi_has_only_ml100k(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"carries only \['ml-100k'\], not ml-1m"):
-        acquire("ml-1m", source="pypi", cache_dir=tmp_path)
+        acquire("ml-1m", source="pypi", cache_dir=tmp_path, data_path="")
 
 
 # --------------------------------------------------------------------------------------------------- auto
@@ -219,7 +219,12 @@ def test_auto_falls_through_to_pypi_and_records_attempts(
 ) -> None:
     no_pip(monkeypatch)
     acquired = acquire(
-        "ml-100k", data_dir=tmp_path / "data", cache_dir=fake_wheel_cache, grouplens_base_url=closed_port_url()
+        "ml-100k",
+        data_dir=tmp_path / "data",
+        cache_dir=fake_wheel_cache,
+        grouplens_base_url=closed_port_url(),
+        source="auto",
+        data_path="",
     )
     assert acquired.source == "pypi"
     assert [a.source for a in acquired.attempts] == ["local", "grouplens"]
@@ -231,7 +236,7 @@ def test_auto_prefers_a_local_zip(
     synthetic_ml1m_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(sources.GROUPLENS_URL_ENV, closed_port_url())
-    acquired = acquire("ml-1m", data_path=synthetic_ml1m_zip, cache_dir=tmp_path)
+    acquired = acquire("ml-1m", data_path=synthetic_ml1m_zip, cache_dir=tmp_path, source="auto")
     assert acquired.source == "local" and acquired.attempts == ()
 
 
@@ -241,7 +246,14 @@ def test_auto_failing_everywhere_gives_one_error_listing_each_attempt(
     no_pip(monkeypatch, stderr="ERROR: Could not find a version that satisfies the requirement recbole==1.2.1")
     url = closed_port_url()
     with pytest.raises(SourceError) as caught:
-        acquire("ml-100k", data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", grouplens_base_url=url)
+        acquire(
+            "ml-100k",
+            data_dir=tmp_path / "data",
+            cache_dir=tmp_path / "cache",
+            grouplens_base_url=url,
+            source="auto",
+            data_path="",
+        )
     message = str(caught.value)
     assert message.startswith("could not get ml-100k with source=auto; tried:")
     assert f"  - local ({tmp_path / 'data' / 'ml-100k.zip'}): " in message
@@ -257,7 +269,7 @@ def test_auto_does_not_hide_a_broken_local_zip(tmp_path: Path) -> None:
     broken = tmp_path / "ml-100k.zip"
     broken.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(DataValidationError, match="not a readable zip"):
-        acquire("ml-100k", data_path=broken, cache_dir=tmp_path)
+        acquire("ml-100k", data_path=broken, cache_dir=tmp_path, source="auto")
 
 
 @pytest.mark.parametrize(
@@ -269,6 +281,6 @@ def test_auto_does_not_hide_a_broken_local_zip(tmp_path: Path) -> None:
     ],
 )
 def test_acquire_validates_its_arguments(kwargs: dict, message: str) -> None:
-    arguments = {"dataset": "ml-100k", **kwargs}
+    arguments = {"dataset": "ml-100k", "source": "auto", "data_path": "", **kwargs}
     with pytest.raises(ValueError, match=message):
         acquire(arguments.pop("dataset"), **arguments)
