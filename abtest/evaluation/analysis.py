@@ -19,13 +19,13 @@ from ab_router.schema import LABEL
 from abtest.evaluation import plots
 from abtest.evaluation.bootstrap import BootstrapConfig, MetricComparison, compare_policies, comparison_frame
 from abtest.evaluation.crossval import CrossValidationResult
-from abtest.evaluation.decision import PRIMARY_METRIC, Decision, decide
+from abtest.evaluation.decision import NO_WINNER, PRIMARY_METRIC, Decision, decide
 from abtest.evaluation.delong import DelongResult, delong_test
 from abtest.evaluation.metrics import EvalRows, all_metrics, policy_statistics
 from abtest.evaluation.segments import compare_segments, define_segments
 from abtest.tracking import tags
 
-WINNER_CODE: dict[str, int] = {TREATMENT: 1, "none": 0, CONTROL: -1}
+WINNER_CODE: dict[str, int] = {TREATMENT: 1, NO_WINNER: 0, CONTROL: -1}
 
 
 @dataclass(frozen=True)

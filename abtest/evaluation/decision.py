@@ -6,15 +6,16 @@ The primary metric is fixed here, before any data is looked at, so the decision 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
+from ab_router.arms import CONTROL, TREATMENT
 from abtest.evaluation.bootstrap import MetricComparison
 from abtest.evaluation.delong import DelongResult
 
 PRIMARY_METRIC = "auc"
 
 
-Winner = Literal["A", "B", "none"]
+NO_WINNER = "none"
+Winner = str  # CONTROL, TREATMENT (ab_router.arms) or NO_WINNER
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Decision:
     @property
     def label(self) -> str:
         """Human wording: "B wins", "A wins" or "no significant difference"."""
-        return {"A": "A wins", "B": "B wins", "none": "no significant difference"}[self.winner]
+        return "no significant difference" if self.winner == NO_WINNER else f"{self.winner} wins"
 
 
 def decide(primary: MetricComparison, delong: DelongResult, *, alpha: float) -> Decision:
@@ -51,13 +52,13 @@ def decide(primary: MetricComparison, delong: DelongResult, *, alpha: float) -> 
         f"DeLong z = {delong.z:.2f}, p = {delong.p_value:.3g} (alpha = {alpha:g})"
     )
     if primary.b_better and delong_significant and delong.difference > 0:
-        winner: Winner = "B"
+        winner: Winner = TREATMENT
         reason = f"B wins: {evidence}. Both exclude no difference in B's favour."
     elif primary.a_better and delong_significant and delong.difference < 0:
-        winner = "A"
+        winner = CONTROL
         reason = f"A wins: {evidence}. Both exclude no difference in A's favour."
     else:
-        winner = "none"
+        winner = NO_WINNER
         reason = (
             f"No significant difference: {evidence}. A winner needs the interval to exclude 0 and DeLong's "
             f"p < alpha, in the same direction."

@@ -15,9 +15,10 @@ from matplotlib.figure import Figure
 from sklearn.calibration import CalibrationDisplay
 from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
 
-from ab_router.arms import EXPERIMENT_ARMS
+from ab_router.arms import CONTROL, EXPERIMENT_ARMS, TREATMENT
 from abtest.evaluation.metrics import higher_is_better
 
+DIFFERENCE = f"{TREATMENT} − {CONTROL}"  # the paired difference, treatment minus control
 POLICY_COLORS: dict[str, str] = dict(zip(EXPERIMENT_ARMS, ("tab:blue", "tab:orange"), strict=True))
 CALIBRATION_BINS = 10
 
@@ -207,7 +208,7 @@ def cross_validation_figure(per_fold: pd.DataFrame) -> Figure:
     """Box plots per metric: A and B per fold, and the paired difference B − A per fold."""
     metrics = list(dict.fromkeys(per_fold["metric"]))
     wide = per_fold.pivot_table(index=["metric", "fold"], columns="policy", values="value").reset_index()
-    wide["B − A"] = wide["B"] - wide["A"]
+    wide[DIFFERENCE] = wide[TREATMENT] - wide[CONTROL]
     fig = Figure(figsize=(2.4 * len(metrics) + 1, 6.5))
     axes = fig.subplots(2, len(metrics), squeeze=False)
     for column, metric in enumerate(metrics):
@@ -218,11 +219,11 @@ def cross_validation_figure(per_fold: pd.DataFrame) -> Figure:
         )
         sns.stripplot(data=per_metric, x="policy", y="value", color="k", size=4, ax=top)
         top.set(title=metric, xlabel="", ylabel="per fold" if column == 0 else "")
-        differences = wide.loc[wide["metric"] == metric, "B − A"]
+        differences = wide.loc[wide["metric"] == metric, DIFFERENCE]
         sns.boxplot(y=differences, ax=bottom, color="tab:gray")
         sns.stripplot(y=differences, ax=bottom, color="k", size=4)
         bottom.axhline(0, color="k", linewidth=0.8)
-        bottom.set(xlabel="B − A", ylabel="paired difference" if column == 0 else "")
+        bottom.set(xlabel=DIFFERENCE, ylabel="paired difference" if column == 0 else "")
     fig.suptitle("Cross-validation: both policies refit per fold")
     fig.tight_layout()
     return fig

@@ -201,10 +201,10 @@ def analyse(
         rows.append(
             {
                 "day": day,
-                "users_A": stats_by_arm[CONTROL].n,
-                "users_B": stats_by_arm[TREATMENT].n,
-                "ctr_A": stats_by_arm[CONTROL].ratio,
-                "ctr_B": stats_by_arm[TREATMENT].ratio,
+                f"users_{CONTROL}": stats_by_arm[CONTROL].n,
+                f"users_{TREATMENT}": stats_by_arm[TREATMENT].n,
+                f"ctr_{CONTROL}": stats_by_arm[CONTROL].ratio,
+                f"ctr_{TREATMENT}": stats_by_arm[TREATMENT].ratio,
                 "status": str(lift.status),
                 "lift_abs": absolute.effect if absolute else np.nan,
                 "ci_low": absolute.ci_low if absolute else np.nan,
@@ -249,7 +249,11 @@ def analyse(
     truth_summary: dict[str, float] = {}
     if truth:
         true_abs = truth[TREATMENT] - truth[CONTROL]
-        truth_summary = {"ctr_A": truth[CONTROL], "ctr_B": truth[TREATMENT], "lift_abs": true_abs}
+        truth_summary = {
+            f"ctr_{CONTROL}": truth[CONTROL],
+            f"ctr_{TREATMENT}": truth[TREATMENT],
+            "lift_abs": true_abs,
+        }
         truth_summary["lift_rel"] = truth[TREATMENT] / truth[CONTROL] - 1 if truth[CONTROL] > 0 else float("nan")
         if cuped.absolute is not None:
             truth_summary["covered_by_cuped_ci"] = float(

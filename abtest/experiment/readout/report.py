@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ab_router.arms import EXPERIMENT_ARMS
 from abtest.experiment.readout.analysis import ExperimentReadout
 from abtest.experiment.stats import Status
 from abtest.reporting import embedded_image
@@ -61,8 +62,10 @@ def readout_figures(readout: ExperimentReadout) -> dict[str, Any]:
     figures["sequential"] = fig
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.bar(["A", "B"], readout.srm.observed, color=["#4C72B0", "#DD8452"], label="observed users")
-    ax.scatter(["A", "B"], readout.srm.expected, color="black", marker="_", s=600, label="expected by split")
+    ax.bar(list(EXPERIMENT_ARMS), readout.srm.observed, color=["#4C72B0", "#DD8452"], label="observed users")
+    ax.scatter(
+        list(EXPERIMENT_ARMS), readout.srm.expected, color="black", marker="_", s=600, label="expected by split"
+    )
     ax.set(
         ylabel="users", title=f"SRM: p = {readout.srm.p_value:.3g}" + (" FLAGGED" if readout.srm.flagged else "")
     )
