@@ -18,8 +18,12 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import requests
+
+from abtest.experiment.router_client import request_body
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +95,20 @@ def _stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=15)
+
+
+def invoke(
+    base_url: str,
+    frame: pd.DataFrame,
+    *,
+    params: Mapping[str, Any] | None = None,
+    session: requests.Session | None = None,
+    timeout_s: float = 60.0,
+) -> pd.DataFrame:
+    """Score ``frame`` on a served model; returns its predictions as a frame (raises on a non-200 answer)."""
+    response = (session or requests).post(
+        f"{base_url}/invocations", json=request_body(frame, params=params), timeout=timeout_s
+    )
+    if response.status_code != 200:
+        raise RuntimeError(f"{base_url}/invocations answered {response.status_code}: {response.text[:2000]}")
+    return pd.DataFrame(response.json()["predictions"])

@@ -43,8 +43,7 @@ import pandas as pd
 import requests
 
 from ab_router.schema import ITEM_ID, USER_ID, to_feature_frame
-from abtest.experiment.router_client import request_body
-from abtest.experiment.runner import resolve_router
+from abtest.experiment.router_client import request_body, resolve_router
 from abtest.tracking.lineage import load_prepared
 from benchmarks.harness import (
     code_description,

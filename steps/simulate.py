@@ -22,18 +22,10 @@ from pathlib import Path
 import mlflow
 
 from abtest.experiment.readout.report import write_readout
-from abtest.experiment.router_client import check_endpoint, endpoint_scorer
-from abtest.experiment.runner import (
-    ExperimentSpec,
-    check_design,
-    design_fields,
-    load_router,
-    pyfunc_scorer,
-    resolve_router,
-    run_experiment,
-)
+from abtest.experiment.router_client import check_endpoint, connect_router
+from abtest.experiment.runner import ExperimentSpec, check_design, design_fields, run_experiment
 from abtest.tracking import tags
-from abtest.tracking.lineage import LineageError, load_prepared, records_failure, resolve_upstream_run, step_run
+from abtest.tracking.lineage import load_prepared, records_failure, step_run
 from abtest.tracking.params import log_resolved_params
 from steps.cli import check_seed, configure_logging, inherit_defaults, parse_params
 
@@ -78,25 +70,18 @@ def main(argv: Sequence[str] | None = None) -> str:
     configure_logging()
     check_params(params)
     with step_run("simulate") as run:
-        router = resolve_router(params.router_uri, router_run=params.router_run)
-        prepare_run = params.prepare_run or router.prepare_run
-        if not prepare_run:
-            raise LineageError(
-                f"router {router.model_uri} records no prepare run (tag {tags.PREPARE_RUN}); pass --prepare_run"
-            )
-        prepare_run = resolve_upstream_run("prepare", prepare_run, {}, how_to_make="mlflow run . -e prepare")
-        if params.endpoint_url:
-            scorer, split = endpoint_scorer(params.endpoint_url, model_uri=router.model_uri), router.split
-        else:
-            model, split = load_router(router)
-            scorer = pyfunc_scorer(model)
-            split = router.split if router.split is not None else split
-        if split is None:
-            raise LineageError(f"router {router.model_uri} records no split (tag {tags.SPLIT} or model config)")
-        spec = experiment_spec(params, split=split)
-        log_resolved_params({**vars(params), "prepare_run": prepare_run, "seed": spec.seed, "split": split})
-        mlflow.set_tags({tags.PREPARE_RUN: prepare_run, tags.ROUTER_URI: router.model_uri})
-        outcome = run_experiment(load_prepared(prepare_run), scorer, spec)
+        router = connect_router(
+            router_uri=params.router_uri,
+            router_run=params.router_run,
+            endpoint_url=params.endpoint_url,
+            prepare_run=params.prepare_run,
+        )
+        spec = experiment_spec(params, split=router.split)
+        log_resolved_params(
+            {**vars(params), "prepare_run": router.prepare_run, "seed": spec.seed, "split": spec.split}
+        )
+        mlflow.set_tags({tags.PREPARE_RUN: router.prepare_run, tags.ROUTER_URI: router.handle.model_uri})
+        outcome = run_experiment(load_prepared(router.prepare_run), router.scorer, spec)
         readout = outcome.readout
         with tempfile.TemporaryDirectory() as tmp:
             directory = Path(tmp) / READOUT_DIR

@@ -1,16 +1,25 @@
-"""The client side of a served router (`mlflow models serve`): request bodies, scoring over HTTP, and a fast, clear
-failure naming the URL and the command to start when nothing answers."""
+"""How the experiment reaches its router: which version (by a `router` run or a models:/ URI, with the lineage
+its registry entry records), and a scorer of it, in process or served by `mlflow models serve` over HTTP (with a
+fast, clear failure naming the URL and the command to start when nothing answers)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import mlflow
 import pandas as pd
 import requests
+from mlflow.tracking import MlflowClient
 
 from abtest.experiment import traffic
+from abtest.tracking import tags
+from abtest.tracking.lineage import LineageError, resolve_upstream_run
+
+log = logging.getLogger(__name__)
 
 ENDPOINT_BATCH_ROWS = 20_000
 
@@ -59,11 +68,8 @@ def endpoint_scorer(endpoint_url: str, *, model_uri: str, timeout_s: float = 120
         parts = []
         for start in range(0, len(pairs), ENDPOINT_BATCH_ROWS):
             batch = pairs.iloc[start : start + ENDPOINT_BATCH_ROWS]
-            payload: dict[str, Any] = {"dataframe_split": batch.to_dict(orient="split", index=False)}
-            if params:
-                payload["params"] = dict(params)
             try:
-                response = requests.post(url, json=payload, timeout=timeout_s)
+                response = requests.post(url, json=request_body(batch, params=params), timeout=timeout_s)
             except requests.ConnectionError as error:
                 raise _unreachable(endpoint_url, error, model_uri) from error
             if response.status_code != 200:
@@ -94,18 +100,103 @@ def request_body(
     return body
 
 
-def invoke(
-    base_url: str,
-    frame: pd.DataFrame,
-    *,
-    params: Mapping[str, Any] | None = None,
-    session: requests.Session | None = None,
-    timeout_s: float = 60.0,
-) -> pd.DataFrame:
-    """Score ``frame`` on a served model; returns its predictions as a frame (raises on a non-200 answer)."""
-    response = (session or requests).post(
-        f"{base_url}/invocations", json=request_body(frame, params=params), timeout=timeout_s
-    )
-    if response.status_code != 200:
-        raise RuntimeError(f"{base_url}/invocations answered {response.status_code}: {response.text[:2000]}")
-    return pd.DataFrame(response.json()["predictions"])
+@dataclass(frozen=True)
+class RouterHandle:
+    """Which router the experiment uses and what its registry entry says about it."""
+
+    model_uri: str
+    tags: dict[str, str]
+
+    @property
+    def prepare_run(self) -> str:
+        """The prepare run whose feature tables the router bundles ("" if not recorded)."""
+        return self.tags.get(tags.PREPARE_RUN, "")
+
+    @property
+    def split(self) -> float | None:
+        """The configured share of users sent to B, as recorded on the version (None if not recorded)."""
+        value = self.tags.get(tags.SPLIT)
+        return float(value) if value not in (None, "") else None
+
+
+def resolve_router(router_uri: str, *, router_run: str) -> RouterHandle:
+    """The router to use: the version a `router` run registered (``router_run``) or ``router_uri``."""
+    client = MlflowClient()
+    if router_run:
+        run = client.get_run(router_run)
+        version = run.data.tags.get(tags.ROUTER_VERSION)
+        name = run.data.params.get("router_model_name")
+        if not version or not name:
+            raise LineageError(f"run {router_run} is not a `router` run (no {tags.ROUTER_VERSION} tag)")
+        router_uri = f"models:/{name}/{version}"
+    if not router_uri.startswith("models:/"):
+        return RouterHandle(model_uri=router_uri, tags={})
+    name, _, ref = router_uri.removeprefix("models:/").partition("@")
+    if ref:
+        version = client.get_model_version_by_alias(name, ref)
+    else:
+        name, _, number = router_uri.removeprefix("models:/").partition("/")
+        version = client.get_model_version(name, number)
+    log.info("router %s = %s version %s", router_uri, version.name, version.version)
+    return RouterHandle(model_uri=f"models:/{version.name}/{version.version}", tags=dict(version.tags))
+
+
+def pyfunc_scorer(model: Any) -> traffic.Scorer:
+    """Score in process with a loaded pyfunc router."""
+
+    def score(pairs: pd.DataFrame, params: Mapping[str, Any] | None) -> pd.DataFrame:
+        return model.predict(pairs, params=dict(params) if params else None)
+
+    return score
+
+
+def load_router(handle: RouterHandle) -> tuple[Any, float | None]:
+    """The in-process router and the split in its model config."""
+    model = mlflow.pyfunc.load_model(handle.model_uri)
+    config = getattr(model, "model_config", None) or {}
+    split = config.get("split")
+    return model, None if split is None else float(split)
+
+
+@dataclass(frozen=True)
+class ConnectedRouter:
+    """The router an experiment runs through, how to score with it, and the lineage its registry entry records."""
+
+    handle: RouterHandle
+    scorer: traffic.Scorer
+    split: float  # the share of users it sends to B
+    prepare_run: str  # whose test period supplies the experiment's users and items
+
+
+def connect_router(*, router_uri: str, router_run: str, endpoint_url: str, prepare_run: str) -> ConnectedRouter:
+    """Resolve the router version, score it in process ("" ``endpoint_url``) or served, and find its prepare run.
+
+    The split comes from the version's tag (else the loaded model's config); the prepare run is ``prepare_run``
+    or the one the version records. A prepare run other than the router's is allowed (a replay on other data)
+    but said in the log, since the router then serves features learnt elsewhere.
+    """
+    handle = resolve_router(router_uri, router_run=router_run)
+    chosen = prepare_run or handle.prepare_run
+    if not chosen:
+        raise LineageError(
+            f"router {handle.model_uri} records no prepare run (tag {tags.PREPARE_RUN}); pass --prepare_run"
+        )
+    chosen = resolve_upstream_run("prepare", chosen, {}, how_to_make="mlflow run . -e prepare")
+    if handle.prepare_run and chosen != handle.prepare_run:
+        log.warning(
+            "prepare run %s is not the one router %s bundles the feature tables of (%s): the experiment's users "
+            "and items come from %s, their features from %s",
+            chosen,
+            handle.model_uri,
+            handle.prepare_run,
+            chosen,
+            handle.prepare_run,
+        )
+    if endpoint_url:
+        scorer, split = endpoint_scorer(endpoint_url, model_uri=handle.model_uri), handle.split
+    else:
+        model, configured = load_router(handle)
+        scorer, split = pyfunc_scorer(model), handle.split if handle.split is not None else configured
+    if split is None:
+        raise LineageError(f"router {handle.model_uri} records no split (tag {tags.SPLIT} or model config)")
+    return ConnectedRouter(handle=handle, scorer=scorer, split=split, prepare_run=chosen)

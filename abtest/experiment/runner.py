@@ -2,21 +2,17 @@
 
 :func:`run_experiment` is what the `simulate` step calls; it takes the router as a
 :data:`abtest.experiment.traffic.Scorer`, so the benchmark and the tests run the same code with stand-in routers.
-:func:`resolve_router` reads the router version's lineage (its prepare run and split) from the registry, and
-:func:`endpoint_scorer` / :func:`pyfunc_scorer` make a scorer of a served endpoint or an in-process model.
+:mod:`abtest.experiment.router_client` connects the real router (in process or served).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
 from ab_router.arms import CONTROL, TREATMENT
 from ab_router.schema import ITEM_ID
@@ -24,8 +20,7 @@ from abtest.experiment import traffic
 from abtest.experiment.click_model import fit_click_model
 from abtest.experiment.readout.analysis import ExperimentReadout, analyse, guardrail_table
 from abtest.experiment.stats import AnalysisConfig
-from abtest.tracking import tags
-from abtest.tracking.lineage import LineageError, PreparedData
+from abtest.tracking.lineage import PreparedData
 
 log = logging.getLogger(__name__)
 
@@ -135,61 +130,3 @@ def run_experiment(prepared: PreparedData, scorer: traffic.Scorer, spec: Experim
 
 
 # -- the router ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RouterHandle:
-    """Which router the experiment uses and what its registry entry says about it."""
-
-    model_uri: str
-    tags: dict[str, str]
-
-    @property
-    def prepare_run(self) -> str:
-        """The prepare run whose feature tables the router bundles ("" if not recorded)."""
-        return self.tags.get(tags.PREPARE_RUN, "")
-
-    @property
-    def split(self) -> float | None:
-        """The configured share of users sent to B, as recorded on the version (None if not recorded)."""
-        value = self.tags.get(tags.SPLIT)
-        return float(value) if value not in (None, "") else None
-
-
-def resolve_router(router_uri: str, *, router_run: str) -> RouterHandle:
-    """The router to use: the version a `router` run registered (``router_run``) or ``router_uri``."""
-    client = MlflowClient()
-    if router_run:
-        run = client.get_run(router_run)
-        version = run.data.tags.get(tags.ROUTER_VERSION)
-        name = run.data.params.get("router_model_name")
-        if not version or not name:
-            raise LineageError(f"run {router_run} is not a `router` run (no {tags.ROUTER_VERSION} tag)")
-        router_uri = f"models:/{name}/{version}"
-    if not router_uri.startswith("models:/"):
-        return RouterHandle(model_uri=router_uri, tags={})
-    name, _, ref = router_uri.removeprefix("models:/").partition("@")
-    if ref:
-        version = client.get_model_version_by_alias(name, ref)
-    else:
-        name, _, number = router_uri.removeprefix("models:/").partition("/")
-        version = client.get_model_version(name, number)
-    log.info("router %s = %s version %s", router_uri, version.name, version.version)
-    return RouterHandle(model_uri=f"models:/{version.name}/{version.version}", tags=dict(version.tags))
-
-
-def pyfunc_scorer(model: Any) -> traffic.Scorer:
-    """Score in process with a loaded pyfunc router."""
-
-    def score(pairs: pd.DataFrame, params: Mapping[str, Any] | None) -> pd.DataFrame:
-        return model.predict(pairs, params=dict(params) if params else None)
-
-    return score
-
-
-def load_router(handle: RouterHandle) -> tuple[Any, float | None]:
-    """The in-process router and the split in its model config."""
-    model = mlflow.pyfunc.load_model(handle.model_uri)
-    config = getattr(model, "model_config", None) or {}
-    split = config.get("split")
-    return model, None if split is None else float(split)

@@ -16,9 +16,9 @@ import requests
 from ab_router.assignment import AssignmentConfig, assign_arms
 from ab_router.schema import ROUTER_OUTPUT_COLUMNS
 from abtest.experiment.assignments import summarise_assignments
-from abtest.experiment.router_client import invoke, request_body
+from abtest.experiment.router_client import request_body
 from abtest.tracking.tags import STEP as STEP_TAG
-from benchmarks.served import served_model
+from benchmarks.served import invoke, served_model
 from steps import demo
 
 ROUTER_URI = "models:/movielens_ctr_router@router"
