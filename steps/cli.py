@@ -49,8 +49,13 @@ def parameter_defaults(entry_point: str) -> dict[str, str]:
     }
 
 
+def parameter_type(kind: str) -> type:
+    """The Python type a parameter of MLproject type ``kind`` converts to (str for MLflow's string-like types)."""
+    return _CASTS.get(kind, str)
+
+
 def _cast(kind: str, name: str):
-    cast = _CASTS.get(kind, str)
+    cast = parameter_type(kind)
 
     def convert(text: str):
         try:

@@ -44,6 +44,7 @@ from steps.cli import (
     entry_point_parameters,
     entry_points,
     parameter_defaults,
+    parameter_type,
     parse_params,
 )
 
@@ -51,7 +52,6 @@ log = logging.getLogger(__name__)
 
 # main's own parameters; every other main parameter is a step parameter passed on when set.
 OWN_PARAMS: tuple[str, ...] = ("env_manager", "force", "until")
-_NUMERIC = {"int": int, "float": float}
 
 
 def user_parameters(namespace_values: Mapping[str, object]) -> dict[str, str]:
@@ -80,7 +80,7 @@ def check_user_parameters(user_params: Mapping[str, str], steps: Sequence[Step])
         for entry, step_name in takers:
             kind = entry_point_parameters(entry)[step_name].get("type", "string")
             try:
-                _NUMERIC.get(kind, str)(value)
+                parameter_type(kind)(value)
             except ValueError:
                 raise ValueError(
                     f"parameter {name} must be {kind} (as {entry}'s {step_name} declares), got {value!r}"

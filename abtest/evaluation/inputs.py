@@ -18,14 +18,14 @@ from mlflow.tracking import MlflowClient
 
 from ab_router.arms import ARMS, policy_arm
 from abtest.tracking import tags
-from abtest.tracking.lineage import LineageError, resolve_upstream_run
+from abtest.tracking.lineage import LineageError, prepare_run_of, resolve_upstream_run
 from abtest.tracking.params import effective_params
+from abtest.tracking.registry import logged_model_id
 
 log = logging.getLogger(__name__)
 
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
-_LOGGED_MODEL_URI = re.compile(r"^models:/(?P<model_id>m-[0-9a-f]+)$")
 _RUNS_URI = re.compile(r"^runs:/(?P<run_id>[0-9a-f]+)/.+$")
 
 
@@ -47,8 +47,8 @@ def training_run_of(model_uri: str) -> str:
         return client.get_model_version_by_alias(match["name"], match["alias"]).run_id
     if match := _VERSION_URI.match(model_uri):
         return client.get_model_version(match["name"], match["version"]).run_id
-    if match := _LOGGED_MODEL_URI.match(model_uri):
-        return mlflow.get_logged_model(match["model_id"]).source_run_id
+    if model_id := logged_model_id(model_uri):
+        return mlflow.get_logged_model(model_id).source_run_id
     if match := _RUNS_URI.match(model_uri):
         return match["run_id"]
     raise ValueError(
@@ -89,11 +89,7 @@ def resolve_policy(policy: str, *, run_id: str, model_uri: str) -> PolicySource:
         if not model_uri:
             raise LineageError(f"{step} run {run.info.run_id} has no tag {tags.MODEL_URI}; rerun {step}")
     params = effective_params(run)
-    prepare_run = run.data.tags.get(tags.PREPARE_RUN) or params.get("prepare_run", "")
-    if not prepare_run:
-        raise LineageError(
-            f"training run {run.info.run_id} names no prepare run (tag {tags.PREPARE_RUN} / param prepare_run)"
-        )
+    prepare_run = prepare_run_of(run)
     log.info(
         "policy %s: model %s from %s run %s (prepare run %s)",
         policy,

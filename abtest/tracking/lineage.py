@@ -106,6 +106,20 @@ def run_parameter(entry_point: str) -> str:
     return f"{entry_point}_run"
 
 
+def prepare_run_of(training_run: Run) -> str:
+    """The prepare run a training run read: its lineage tag (the param may hold `mlflow run`'s "" default).
+
+    Runs of older training steps have only the param; a run with neither is refused, naming the fix.
+    """
+    prepare_run = training_run.data.tags.get(tags.PREPARE_RUN) or training_run.data.params.get("prepare_run", "")
+    if not prepare_run:
+        raise LineageError(
+            f"training run {training_run.info.run_id} names no prepare run (tag {tags.PREPARE_RUN} / param "
+            "prepare_run); retrain it with the current train_a / train_b steps"
+        )
+    return prepare_run
+
+
 def describe_chosen_run(step: str, run: Run, matched: Mapping[str, Any]) -> str:
     """What a "" run id resolved to: the run, the params it was matched on and every other param it ran with.
 

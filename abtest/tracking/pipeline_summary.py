@@ -11,7 +11,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from abtest.tracking import tags
-from abtest.tracking.pipeline import StepRecord
+from abtest.tracking.pipeline import RAN, REUSED, StepRecord
 
 # Steps whose metrics are copied onto main's run (prefixed with the entry point) as the headline numbers.
 SUMMARY_METRIC_STEPS: tuple[str, ...] = ("evaluate", "simulate")
@@ -45,8 +45,8 @@ def log_step_table(records: Sequence[StepRecord]) -> pd.DataFrame:
     mlflow.log_text(markdown_table(table), "pipeline/steps.md")
     mlflow.log_metrics(
         {
-            "steps_ran": float((table["outcome"] == "ran").sum()),
-            "steps_reused": float((table["outcome"] == "reused").sum()),
+            "steps_ran": float((table["outcome"] == RAN).sum()),
+            "steps_reused": float((table["outcome"] == REUSED).sum()),
         }
     )
     return table

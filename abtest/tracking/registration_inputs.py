@@ -9,7 +9,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from ab_router.arms import EXPERIMENT_ARMS, policy_arm
-from abtest.tracking import tags
+from abtest.tracking import lineage, tags
 from abtest.tracking.lineage import (
     LineageError,
     current_experiment_id,
@@ -29,15 +29,8 @@ def resolve_training_run(client: MlflowClient, arm: str, run_id: str) -> Run:
 
 
 def prepare_run_of(client: MlflowClient, training_run: Run) -> Run:
-    """The prepare run a training run read, from its lineage tag (or its param, for older runs)."""
-    # The training steps keep the resolved lineage in a tag (the param may hold `mlflow run`'s "" default).
-    prepare_run = training_run.data.tags.get(tags.PREPARE_RUN) or training_run.data.params.get("prepare_run")
-    if not prepare_run:
-        raise ValueError(
-            f"training run {training_run.info.run_id} has no {tags.PREPARE_RUN!r} tag or prepare_run "
-            "param; retrain it with the current train_a / train_b steps"
-        )
-    return client.get_run(prepare_run)
+    """The prepare run a training run read (:func:`abtest.tracking.lineage.prepare_run_of`), as a run."""
+    return client.get_run(lineage.prepare_run_of(training_run))
 
 
 def evaluate_run_of(client: MlflowClient, run_id: str, training_runs: dict[str, Run]) -> Run | None:

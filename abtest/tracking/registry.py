@@ -83,7 +83,7 @@ def find_version(client: MlflowClient, name: str, *, source_run: str, model_uri:
         versions = client.search_model_versions(f"name = '{name}'")
     except MlflowException:
         return None
-    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    model_id = logged_model_id(model_uri)
     for version in sorted(versions, key=lambda v: int(v.version)):
         if (
             version.tags.get(tags.SOURCE_RUN) == source_run
