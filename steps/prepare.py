@@ -29,13 +29,11 @@ import mlflow
 import pandas as pd
 
 from ab_router.schema import LABEL
-from abtest.config import (
-    DATASETS,
-)
-from abtest.data.prepared import INTERACTION_LOG_COLUMNS, data_profile, write_prepared
+from abtest.config import DATASETS
 from abtest.data.sources import SOURCES, AcquiredData, acquire
 from abtest.data.split import SPLIT_MODES, split_interactions, validate_fractions
 from abtest.features.build import build_features
+from abtest.features.prepared import INTERACTION_LOG_COLUMNS, data_profile, write_prepared
 from abtest.tracking import tags
 from abtest.tracking.lineage import records_failure, step_run
 from steps.cli import check_seed, configure_logging, parse_params
