@@ -18,9 +18,8 @@ from collections.abc import Mapping, Sequence
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from ab_router.arms import CONTROL, EXPERIMENT_ARMS, ROUTER_ALIAS, TREATMENT
-from ab_router.schema import USER_ID
-from abtest.experiment.assignments import sample_pairs, summarise_assignments
+from ab_router.arms import CONTROL, ROUTER_ALIAS, TREATMENT
+from abtest.experiment.assignments import assignment_report, sample_pairs, summarise_assignments
 from abtest.tracking import registry, tags
 from abtest.tracking.lineage import load_prepared, records_failure, step_run
 from abtest.tracking.params import log_resolved_params
@@ -51,23 +50,8 @@ def main(argv: Sequence[str] | None = None) -> str:
         routed = mlflow.pyfunc.load_model(router_uri).predict(pairs)
         summary = summarise_assignments(routed, split=split)
 
-        bundled = (
-            f"{router_uri} = version {version.version}: "
-            + ", ".join(
-                f"{arm} = {version_tags[tags.POLICY_MODEL_NAME]} v{version_tags[tags.policy_version(arm)]}"
-                for arm in EXPERIMENT_ARMS
-            )
-            + f"; {version_tags[tags.ASSIGNMENT_RULE]} split={split} "
-            f"salt={version_tags[tags.SALT]!r}"
-        )
-        examples = routed.groupby("policy").head(3).sort_values(["policy", USER_ID])
-        report = "\n\n".join(
-            [
-                bundled,
-                summary.table.to_string(float_format=lambda v: f"{v:.3f}"),
-                f"sample-ratio check over {len(routed.drop_duplicates(USER_ID))} users: {summary.srm_message}",
-                examples.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
-            ]
+        report = assignment_report(
+            routed, summary, router_uri=router_uri, version=str(version.version), version_tags=version_tags
         )
         # `mlflow run` has already logged the raw values; resolved "" defaults become abtest.resolved.* tags.
         log_resolved_params(vars(params))

@@ -28,7 +28,7 @@ import mlflow
 
 from ab_router.arms import CONTROL, EXPERIMENT_ARMS, TREATMENT, policy_arm
 from ab_router.policy import positive_scores
-from ab_router.schema import to_feature_frame
+from ab_router.schema import LABEL, to_feature_frame
 from abtest.evaluation.analysis import (
     EvaluationConfig,
     EvaluationResult,
@@ -43,7 +43,7 @@ from abtest.evaluation.crossval import (
     run_cross_validation,
 )
 from abtest.evaluation.inputs import resolve_policy, shared_prepare_run
-from abtest.evaluation.report import ReportInputs, render_html
+from abtest.evaluation.report import ReportInputs, comparison_setup, render_html
 from abtest.tracking import tags
 from abtest.tracking.lineage import load_prepared, records_failure, run_parameter, step_run
 from abtest.tracking.params import log_resolved_params
@@ -161,22 +161,17 @@ def main(argv: Sequence[str] | None = None) -> str:
             config=config,
             cross_validation=cross_validation,
         )
-        setup = {
-            **{
-                f"policy {arm.name}": f"{sources[arm.name].model_uri} ({arm.train_entry_point} run "
-                f"{sources[arm.name].training_run})"
-                for arm in map(policy_arm, EXPERIMENT_ARMS)
-            },
-            "prepare run": f"{prepare_run} ({prepared.params.get('dataset', '?')}, split="
-            f"{prepared.params.get('split', '?')})",
-            "test rows / users / items": f"{result.n_rows} / {result.n_users} / {result.n_items}",
-            "test positive rate": f"{test['label'].mean():.4f}",
-            "alpha, bootstrap replicates, k": f"{config.alpha:g}, {config.n_bootstrap}, {config.k}",
-            "cross-validation": f"{cv_folds} folds, {CV_SCHEME_DESCRIPTIONS[cv_scheme]}"
+        setup = comparison_setup(
+            sources,
+            result,
+            prepare_run=prepare_run,
+            prepare_params=prepared.params,
+            positive_rate=float(test[LABEL].mean()),
+            cross_validation=f"{cv_folds} folds, {CV_SCHEME_DESCRIPTIONS[cv_scheme]}"
             if cross_validation is not None
             else "disabled",
-            "evaluate run": run.info.run_id,
-        }
+            evaluate_run=run.info.run_id,
+        )
         html = render_html(
             ReportInputs(
                 decision=result.decision,

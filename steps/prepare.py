@@ -33,7 +33,7 @@ from abtest.config import DATASETS
 from abtest.data.sources import SOURCES, AcquiredData, acquire
 from abtest.data.split import SPLIT_MODES, split_interactions, validate_fractions
 from abtest.features.build import build_features
-from abtest.features.prepared import INTERACTION_LOG_COLUMNS, data_profile, write_prepared
+from abtest.features.prepared import INTERACTION_LOG_COLUMNS, data_profile, profile_metrics, write_prepared
 from abtest.tracking import tags
 from abtest.tracking.lineage import records_failure, step_run
 from steps.cli import check_seed, configure_logging, parse_params
@@ -91,13 +91,6 @@ def _log_inputs(splits: Mapping[str, pd.DataFrame], *, params, acquired: Acquire
             mlflow.log_input(dataset, context=name)
 
 
-def _profile_metrics(profile: Mapping[str, object]) -> dict[str, float]:
-    metrics = {f"data_{key}": float(value) for key, value in profile["dataset"].items()}
-    for split, stats in profile["splits"].items():
-        metrics.update({f"{split}_{key}": float(value) for key, value in stats.items()})
-    return metrics
-
-
 @records_failure
 def main(argv: Sequence[str] | None = None) -> str:
     """Run the prepare step; returns the MLflow run id."""
@@ -132,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> str:
             ACQUISITION_FILE,
         )
         _log_inputs(splits, params=params, acquired=acquired)
-        mlflow.log_metrics(_profile_metrics(profile))
+        mlflow.log_metrics(profile_metrics(profile))
         sizes = ", ".join(
             f"{name} {stats['rows']} rows ({stats['positive_rate']:.3f} positive)"
             for name, stats in profile["splits"].items()

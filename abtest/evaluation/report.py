@@ -14,9 +14,12 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ab_router.arms import EXPERIMENT_ARMS, policy_arm
+from abtest.evaluation.analysis import EvaluationResult
 from abtest.evaluation.crossval import CrossValidationResult
 from abtest.evaluation.decision import Decision
 from abtest.evaluation.delong import DelongResult
+from abtest.evaluation.inputs import PolicySource
 from abtest.evaluation.segments import MIN_CLASS_ROWS, MIN_SEGMENT_USERS
 from abtest.reporting import embedded_image
 
@@ -103,6 +106,34 @@ def headline_table(comparison: pd.DataFrame, alpha: float) -> pd.DataFrame:
             "note": [note(r) for r in comparison.itertuples()],
         }
     )
+
+
+def comparison_setup(
+    sources: Mapping[str, PolicySource],
+    result: EvaluationResult,
+    *,
+    prepare_run: str,
+    prepare_params: Mapping[str, str],
+    positive_rate: float,
+    cross_validation: str,
+    evaluate_run: str,
+) -> dict[str, str]:
+    """The report's "What was compared" table (also in ``decision.json``): models, data, options, the run."""
+    config = result.config
+    return {
+        **{
+            f"policy {arm}": f"{sources[arm].model_uri} ({policy_arm(arm).train_entry_point} run "
+            f"{sources[arm].training_run})"
+            for arm in EXPERIMENT_ARMS
+        },
+        "prepare run": f"{prepare_run} ({prepare_params.get('dataset', '?')}, split="
+        f"{prepare_params.get('split', '?')})",
+        "test rows / users / items": f"{result.n_rows} / {result.n_users} / {result.n_items}",
+        "test positive rate": f"{positive_rate:.4f}",
+        "alpha, bootstrap replicates, k": f"{config.alpha:g}, {config.n_bootstrap}, {config.k}",
+        "cross-validation": cross_validation,
+        "evaluate run": evaluate_run,
+    }
 
 
 def _section(section_id: str, title: str, body: str) -> str:

@@ -3,6 +3,7 @@ check that `demo` prints."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +13,7 @@ from ab_router.arms import CONTROL, EXPERIMENT_ARMS, TREATMENT
 from ab_router.schema import ITEM_ID, USER_ID
 from abtest.experiment.stats.config import AnalysisConfig
 from abtest.experiment.stats.srm import srm_test
+from abtest.tracking import tags
 
 
 @dataclass(frozen=True)
@@ -56,4 +58,33 @@ def summarise_assignments(routed: pd.DataFrame, *, split: float) -> AssignmentSu
         table=table,
         srm_p_value=1.0 if ok else 0.0,
         srm_message=f"split {split}: every user must be in {everyone}: {'yes' if ok else 'NO'}",
+    )
+
+
+def assignment_report(
+    routed: pd.DataFrame,
+    summary: AssignmentSummary,
+    *,
+    router_uri: str,
+    version: str,
+    version_tags: Mapping[str, str],
+) -> str:
+    """The screen `demo` prints: the bundled versions and rule, the per-arm table, the SRM check, example rows."""
+    bundled = (
+        f"{router_uri} = version {version}: "
+        + ", ".join(
+            f"{arm} = {version_tags[tags.POLICY_MODEL_NAME]} v{version_tags[tags.policy_version(arm)]}"
+            for arm in EXPERIMENT_ARMS
+        )
+        + f"; {version_tags[tags.ASSIGNMENT_RULE]} split={float(version_tags[tags.SPLIT])} "
+        f"salt={version_tags[tags.SALT]!r}"
+    )
+    examples = routed.groupby("policy").head(3).sort_values(["policy", USER_ID])
+    return "\n\n".join(
+        [
+            bundled,
+            summary.table.to_string(float_format=lambda v: f"{v:.3f}"),
+            f"sample-ratio check over {len(routed.drop_duplicates(USER_ID))} users: {summary.srm_message}",
+            examples.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
+        ]
     )

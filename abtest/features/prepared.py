@@ -79,3 +79,11 @@ def data_profile(tables: MovieLensTables, splits: Mapping[str, pd.DataFrame]) ->
         },
         "splits": split_profile(splits),
     }
+
+
+def profile_metrics(profile: Mapping[str, object]) -> dict[str, float]:
+    """The data profile as flat run metrics: ``data_<key>`` for the dataset, ``<split>_<key>`` per split."""
+    metrics = {f"data_{key}": float(value) for key, value in profile["dataset"].items()}
+    for split, stats in profile["splits"].items():
+        metrics.update({f"{split}_{key}": float(value) for key, value in stats.items()})
+    return metrics
