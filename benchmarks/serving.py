@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 import requests
 
+from ab_router.arms import TREATMENT, policy_arm
 from ab_router.schema import ITEM_ID, USER_ID, to_feature_frame
 from abtest.experiment.router_client import request_body, resolve_router
 from abtest.tracking.lineage import load_prepared
@@ -58,11 +59,13 @@ from benchmarks.harness import (
     use_fresh_store,
 )
 from benchmarks.served import served_model
+from steps.cli import parameter_defaults
 
 log = logging.getLogger("benchmarks.serving")
 
-ROUTER_URI = "models:/movielens_ctr_router@router"
-POLICY_B_URI = "models:/movielens_ctr_ab@PolicyB"
+# The pipeline's defaults, as MLproject writes them: the live router and policy B's alias.
+ROUTER_URI = parameter_defaults("simulate")["router_uri"]
+POLICY_B_URI = f"models:/{parameter_defaults('register')['model_name']}@{policy_arm(TREATMENT).alias}"
 CONCURRENCY: tuple[int, ...] = (1, 4, 16)
 SOAK_WINDOW_S = 10.0
 SOAK_CLIENTS = 16
