@@ -1,4 +1,4 @@
-"""The `evaluate` step on the session's trained policies: in-process main(), the report, and `mlflow run`."""
+"""The `evaluate` step: main() on the session's policies, the report, `mlflow run`, and its parameter checks."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from abtest.config import PROJECT_DIR
-from abtest.evaluation.inputs import PolicySource, resolve_policy, shared_prepare_run, training_run_of
+from abtest.evaluation.inputs import resolve_policy, training_run_of
 from abtest.evaluation.metrics import all_metrics
 from abtest.evaluation.report import SECTIONS
 from abtest.tracking.lineage import LineageError
 from steps import evaluate
+from steps.evaluate import cross_validation_jobs
 
 FAST = ["--n_bootstrap", "200", "--cv_folds", "2"]
 
@@ -97,15 +98,6 @@ def test_run_id_and_uri_together_are_rejected(train_a_run: str):
         evaluate.main(["--train_a_run", train_a_run, "--policy_a_uri", "models:/x@PolicyA", "--cv_folds", "0"])
 
 
-def test_policies_from_different_prepare_runs_are_rejected():
-    a = PolicySource("A", "models:/m-1", "run-a", "prepare-1", {})
-    b = PolicySource("B", "models:/m-2", "run-b", "prepare-2", {})
-    with pytest.raises(LineageError, match="different prepare runs"):
-        shared_prepare_run(a, b, requested="")
-    with pytest.raises(LineageError, match="was requested"):
-        shared_prepare_run(a, a, requested="prepare-9")
-
-
 @pytest.mark.e2e
 def test_mlflow_run_evaluate_end_to_end(train_a_run: str, train_b_run: str):
     # mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID too; `mlflow run` refuses it together with the name.
@@ -171,3 +163,10 @@ def test_unknown_model_uri_names_the_policy_and_the_parameter():
     with pytest.raises(LineageError, match=expected):
         evaluate.main(["--policy_a_uri", "models:/nope@PolicyA", "--cv_folds", "0"])
     assert len(client.search_runs([experiment], max_results=50_000)) == before  # no failed run left behind
+
+
+def test_cv_jobs_zero_means_one_per_available_core_and_negative_is_refused() -> None:
+    assert cross_validation_jobs(0) == len(os.sched_getaffinity(0))
+    assert cross_validation_jobs(3) == 3
+    with pytest.raises(ValueError, match=r"cv_jobs must be >= 0 \(0 = one per available core\), got -1"):
+        cross_validation_jobs(-1)
