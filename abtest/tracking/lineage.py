@@ -164,12 +164,14 @@ def records_failure(main: Callable[_Params, _Result]) -> Callable[_Params, _Resu
 
     @functools.wraps(main)
     def run_and_record(*args: _Params.args, **kwargs: _Params.kwargs) -> _Result:
+        # Read before main runs: mlflow.start_run consumes (unsets) MLFLOW_RUN_ID, and an error raised after the
+        # step's run block has closed still fails the run `mlflow run` created.
+        launched_run = MLFLOW_RUN_ID.get()
         try:
             return main(*args, **kwargs)
         except Exception as exc:
-            run_id = MLFLOW_RUN_ID.get()
-            if run_id:
-                _tag_error(run_id, exc)
+            if launched_run:
+                _tag_error(launched_run, exc)
             raise
 
     return run_and_record

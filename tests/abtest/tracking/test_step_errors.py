@@ -51,6 +51,8 @@ entry_points:
     command: python boom.py {split}
   early:
     command: python early.py
+  late:
+    command: python late.py
 """
 BOOM_STEP = """import sys
 from abtest.tracking.lineage import step_run
@@ -66,6 +68,17 @@ def main():
 
 main()
 """
+# A step that fails after its run block closed (its last summary line, say): the run is FAILED all the same.
+LATE_STEP = """from abtest.tracking.lineage import records_failure, step_run
+
+@records_failure
+def main():
+    with step_run("late"):
+        pass
+    raise RuntimeError("the summary after the run failed")
+
+main()
+"""
 
 
 def test_launcher_puts_the_step_error_in_step_failed_error(
@@ -76,6 +89,7 @@ def test_launcher_puts_the_step_error_in_step_failed_error(
     (project / "MLproject").write_text(BOOM_PROJECT)
     (project / "boom.py").write_text(BOOM_STEP)
     (project / "early.py").write_text(EARLY_STEP)
+    (project / "late.py").write_text(LATE_STEP)
     monkeypatch.setenv("PYTHONPATH", str(PROJECT_DIR))
     experiment_id = mlflow.get_experiment_by_name("abtest-fresh").experiment_id
     launch = mlflow_launcher(project_uri=str(project), env_manager="local", experiment_id=experiment_id)
@@ -95,6 +109,10 @@ def test_launcher_puts_the_step_error_in_step_failed_error(
         "ValueError: policies A and B must be trained on the same prepare run"
     )
     assert MlflowClient().get_run(early.run_id).info.status == "FAILED"
+
+    with pytest.raises(StepFailedError) as raised:
+        launch("late", {})
+    assert str(raised.value).endswith("RuntimeError: the summary after the run failed")
 
 
 def test_register_records_a_refusal_before_its_run_on_the_launched_run(
