@@ -39,13 +39,7 @@ from ab_router.assignment import AssignmentConfig, assign_arms, check_split
 from ab_router.features import FeatureLookup
 from ab_router.linear import fast_scorer, probe_rows
 from ab_router.policy import Predictor, positive_scores
-from ab_router.schema import (
-    ITEM_ID,
-    ROUTER_OUTPUT,
-    USER_ID,
-    feature_dtypes,
-    to_feature_frame,
-)
+from ab_router.schema import ITEM_ID, ROUTER_OUTPUT, USER_ID, feature_dtypes, to_feature_frame
 
 log = logging.getLogger(__name__)
 

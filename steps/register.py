@@ -23,11 +23,7 @@ from mlflow.utils.validation import _validate_model_name
 
 from ab_router.arms import POLICY_ARMS, policy_arm
 from abtest.tracking import registration_inputs, registry, tags
-from abtest.tracking.lineage import (
-    records_failure,
-    run_parameter,
-    step_run,
-)
+from abtest.tracking.lineage import records_failure, run_parameter, step_run
 from abtest.tracking.params import log_resolved_params
 from abtest.tracking.store import ensure_store_ready
 from steps.cli import configure_logging, parse_params
