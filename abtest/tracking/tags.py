@@ -46,6 +46,16 @@ SPLIT = "abtest.split"  # the share of users sent to B
 SALT = "abtest.salt"
 ASSIGNMENT_RULE = "abtest.assignment"  # hash | modulo
 ASSIGNMENT: dict[str, str] = {"split": SPLIT, "salt": SALT, "assignment": ASSIGNMENT_RULE}
+# The analysis plan (abtest.experiment.plan.AnalysisPlan as JSON), fixed when `router` registers the version.
+ANALYSIS_PLAN = "abtest.analysis_plan"
+# -- analyze (the experiment readout from the decision log and events) and promote --------------------------------
+# An analyze run also sets DECISION (the sentence), WINNER (A | B | none), PRIMARY_METRIC and ROUTER_VERSION.
+HEALTHY = "abtest.healthy"  # "true" when every health check passed
+HEALTH_FAILURES = "abtest.health_failures"  # the failed checks' names, comma-separated ("" when healthy)
+GUARDRAILS_HELD = "abtest.guardrails_held"  # "true" when every guardrail held its non-inferiority margin
+PLAN_OVERRIDDEN = "abtest.plan_overridden"  # "true" when analyze was told to change the planned primary metric
+ANALYZE_RUN = "abtest.analyze_run"  # on a promoted version and a ramped router run: the readout it acted on
+CHAMPION_ALIAS = "champion"  # MLflow's champion/challenger convention: the alias promote moves
 
 
 def policy_version(arm: str) -> str:
