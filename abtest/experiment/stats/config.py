@@ -24,6 +24,10 @@ class AnalysisConfig:
     ``expected_split`` is the configured traffic share of each arm (control first), used by the SRM check and the
     power analysis. ``sequential_tuning`` is the number of units at which the confidence sequence is tightest
     (Howard et al.'s N*; GrowthBook's ``sequential_tuning_parameter``): set it near the planned sample size.
+    ``sequential_looks`` is the planned number of interim looks (e.g. one a day): the boundary is then calibrated
+    so that peeking at exactly those looks rejects an A/A experiment at the rate ``alpha`` asks for, instead of the
+    far lower rate the continuous-monitoring boundary gives (0 = no calibration: valid for any schedule of looks,
+    conservative for daily ones; see :func:`abtest.experiment.stats.sequential.calibrated_level`).
     """
 
     alpha: float  # simulate's MLproject parameter: no default here
@@ -31,6 +35,7 @@ class AnalysisConfig:
     srm_threshold: float = 0.001
     power: float = 0.8
     sequential_tuning: float = 5000.0
+    sequential_looks: int = 0
 
     def __post_init__(self) -> None:
         for name in ("alpha", "srm_threshold", "power"):
@@ -46,3 +51,9 @@ class AnalysisConfig:
         object.__setattr__(self, "expected_split", split)
         if not self.sequential_tuning > 0:
             raise ValueError(f"AnalysisConfig.sequential_tuning must be > 0, got {self.sequential_tuning!r}")
+        if int(self.sequential_looks) != self.sequential_looks or self.sequential_looks < 0:
+            raise ValueError(
+                "AnalysisConfig.sequential_looks must be an integer >= 0 (0 = continuous monitoring), "
+                f"got {self.sequential_looks!r}"
+            )
+        object.__setattr__(self, "sequential_looks", int(self.sequential_looks))
