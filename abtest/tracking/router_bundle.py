@@ -2,12 +2,15 @@
 tables and the ``ab_router`` package, log it, register it and point alias ``router`` at it.
 
 Versions are pinned, not aliases: a router version serves exactly the policy versions its tags name, and moving
-PolicyA / PolicyB later changes nothing served until a new router is logged.
+PolicyA / PolicyB later changes nothing served until a new router is logged. `promote`'s ramp logs a new router
+the same way with the versions of the router it ramps (``policy_versions``), not the aliases. The analysis plan
+the version is analysed by is its tag ``ANALYSIS_PLAN``.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +38,7 @@ from abtest.config import (
     USER_FEATURES_FILE,
     project_file,
 )
+from abtest.experiment.plan import AnalysisPlan
 from abtest.tracking import registry, tags
 
 ROUTER_ARTIFACT_NAME = "router"
@@ -60,13 +64,28 @@ def _example_pairs(user_features: pd.DataFrame, item_features: pd.DataFrame) -> 
 
 
 def log_router(
-    client: MlflowClient, *, model_name: str, router_model_name: str, assignment: AssignmentConfig
+    client: MlflowClient,
+    *,
+    model_name: str,
+    router_model_name: str,
+    assignment: AssignmentConfig,
+    plan: AnalysisPlan | None,
+    policy_versions: Mapping[str, str] | None = None,
+    version_tags: Mapping[str, str] | None = None,
 ) -> RouterVersion:
-    """Log the router on the active run from ``model_name@PolicyA/@PolicyB``, register it, set alias ``router``."""
-    versions = {
-        arm.name: registry.version_by_alias(client, model_name, arm.alias)
-        for arm in map(policy_arm, EXPERIMENT_ARMS)
-    }
+    """Log the router on the active run, register it as a new version and set alias ``router`` on it.
+
+    It bundles ``model_name@PolicyA/@PolicyB``, or exactly ``policy_versions`` (arm -> version) when given. The
+    version is tagged with its lineage, the assignment rule, ``plan`` (None: a router older than plans, re-logged
+    without one) and ``version_tags``.
+    """
+    if policy_versions is None:
+        versions = {
+            arm.name: registry.version_by_alias(client, model_name, arm.alias)
+            for arm in map(policy_arm, EXPERIMENT_ARMS)
+        }
+    else:
+        versions = {arm: client.get_model_version(model_name, policy_versions[arm]) for arm in EXPERIMENT_ARMS}
     prepare_runs = {arm: v.tags.get(tags.PREPARE_RUN, "") for arm, v in versions.items()}
     if len(set(prepare_runs.values())) != 1 or not prepare_runs[CONTROL]:
         raise ValueError(
@@ -102,12 +121,14 @@ def log_router(
         )
     run_id = mlflow.active_run().info.run_id
     policy_versions = {arm: str(v.version) for arm, v in versions.items()}
-    version_tags = {
+    all_tags = {
         tags.SOURCE_RUN: run_id,
         tags.PREPARE_RUN: prepare_run,
         tags.POLICY_MODEL_NAME: model_name,
         **{tags.policy_version(arm): version for arm, version in policy_versions.items()},
         **{tag: str(getattr(assignment, field)) for field, tag in tags.ASSIGNMENT.items()},
+        **({tags.ANALYSIS_PLAN: plan.to_json()} if plan is not None else {}),
+        **dict(version_tags or {}),
     }
     registry.ensure_registered_model(
         client,
@@ -123,7 +144,7 @@ def log_router(
         router_model_name,
         model_uri=model_info.model_uri,
         source_run=run_id,
-        tags=version_tags,
+        tags=all_tags,
         description=(
             f"router {assignment.assignment} split={assignment.split} bundling {model_name} "
             + " ".join(f"{arm}=v{version}" for arm, version in policy_versions.items())
