@@ -68,7 +68,8 @@ class ReadoutInputs:
     """What the statistics need from the records (the ingest reduction's output, one row per user and day)."""
 
     user_days: pd.DataFrame
-    new_users: pd.DataFrame = field(default_factory=pd.DataFrame)  # day, arm, users (first seen that day)
+    # day, arm, users (first seen that day); empty = derived from user_days (new_users_by_day)
+    new_users: pd.DataFrame = field(default_factory=pd.DataFrame)
     latency_p50_ms: Mapping[str, float] = field(default_factory=dict)  # per arm
     health_counts: Mapping[str, int] = field(default_factory=dict)  # HEALTH_CHECKS key -> offending rows
     health_examples: Mapping[str, str] = field(default_factory=dict)  # HEALTH_CHECKS key -> a few ids
@@ -416,17 +417,27 @@ def _guardrails(
     return tuple(results)
 
 
+def new_users_by_day(user_days: pd.DataFrame) -> pd.DataFrame:
+    """Per (day, arm) the users first seen that day: the per-day SRM's counts (day, arm, users)."""
+    first = (
+        user_days.sort_values("day", kind="stable")
+        .groupby(USER_ID)
+        .agg(day=("day", "first"), arm=("policy", "first"))
+    )
+    return first.groupby(["day", "arm"]).size().rename("users").reset_index()
+
+
 def health_checks(inputs: ReadoutInputs, srm: SrmResult, config: AnalysisConfig) -> tuple[HealthCheck, ...]:
     """Every check of :data:`HEALTH_CHECKS` as pass/fail with what it saw."""
     checks = [HealthCheck("srm", not srm.flagged, srm.message)]
     daily_flags = []
-    if not inputs.new_users.empty:
-        counts = inputs.new_users.pivot_table(index="day", columns="arm", values="users", aggfunc="sum")
-        counts = counts.reindex(columns=list(EXPERIMENT_ARMS)).fillna(0).astype(int)
-        for day, row in counts.iterrows():
-            result = srm_test([int(row[arm]) for arm in EXPERIMENT_ARMS], config)
-            if result.flagged:
-                daily_flags.append(f"day {day} (A {row[CONTROL]}, B {row[TREATMENT]}, p = {result.p_value:.2g})")
+    new_users = inputs.new_users if not inputs.new_users.empty else new_users_by_day(inputs.user_days)
+    counts = new_users.pivot_table(index="day", columns="arm", values="users", aggfunc="sum")
+    counts = counts.reindex(columns=list(EXPERIMENT_ARMS)).fillna(0).astype(int)
+    for day, row in counts.iterrows():
+        result = srm_test([int(row[arm]) for arm in EXPERIMENT_ARMS], config)
+        if result.flagged:
+            daily_flags.append(f"day {day} (A {row[CONTROL]}, B {row[TREATMENT]}, p = {result.p_value:.2g})")
     checks.append(
         HealthCheck(
             "srm_daily",
