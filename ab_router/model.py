@@ -1,10 +1,14 @@
 """The served A/B router: a pyfunc model that assigns each request's user to policy A or B and scores the item.
 
-Input: one row per (user_id, item_id) pair to score, both ``long``; any extra column is dropped by MLflow's schema
-enforcement. Output, one row per input row in the same order:
+Input: one row per (user_id, item_id) pair to score, both ``long``, and optionally ``request_id`` (string); any
+extra column is dropped by MLflow's schema enforcement. Output, one row per input row in the same order:
 
     user_id, item_id, policy ("A"/"B"), model_name, model_version, score (P(positive) from the user's policy),
-    bucket (the user's assignment bucket), cold_user, cold_item (the lookup fell back to defaults)
+    bucket (the user's assignment bucket), cold_user, cold_item (the lookup fell back to defaults), request_id
+    (the row's input value, else one id generated per request)
+
+With ``ABTEST_DECISION_LOG`` set where the router is loaded, every answered row is also recorded before
+``predict`` returns (``ab_router.decision_log``).
 
 Everything it needs travels with it as model artifacts: both policy models (``models:/<name>@PolicyA`` /
 ``@PolicyB``, downloaded by MLflow when the router is logged, so moving an alias needs a re-logged router), the
@@ -20,8 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +42,11 @@ from threadpoolctl import ThreadpoolController
 
 from ab_router.arms import EXPERIMENT_ARMS, TREATMENT, policy_arm
 from ab_router.assignment import AssignmentConfig, assign_arms, check_split
+from ab_router.decision_log import DecisionLog, model_directory, request_ids, router_identity
 from ab_router.features import FeatureLookup
 from ab_router.linear import fast_scorer, probe_rows
 from ab_router.policy import Predictor, positive_scores
+from ab_router.records import REQUEST_ID
 from ab_router.schema import ITEM_ID, ROUTER_OUTPUT, USER_ID, feature_dtypes, to_feature_frame
 
 log = logging.getLogger(__name__)
@@ -58,8 +66,11 @@ def code_digest() -> str:
     return digest.hexdigest()
 
 
-def router_config(assignment: AssignmentConfig, *, versions: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
-    """The model config the router is logged with: the assignment rule and, per arm, (model name, version)."""
+def router_config(
+    assignment: AssignmentConfig, *, versions: Mapping[str, tuple[str, str]], router_name: str = ""
+) -> dict[str, Any]:
+    """The model config the router is logged with: the assignment rule, per arm (model name, version), and the
+    name it is registered under ("" = unknown; the decision log's fallback, ``ab_router.decision_log``)."""
     missing = [arm for arm in EXPERIMENT_ARMS if arm not in versions]
     if missing:
         raise ValueError(
@@ -71,6 +82,7 @@ def router_config(assignment: AssignmentConfig, *, versions: Mapping[str, tuple[
         "assignment": assignment.assignment,
         # What load_context compares with the code it runs (it warns when a process imported other code).
         "code_digest": code_digest(),
+        "router_name": router_name,
         "arms": {
             arm: {"model_name": str(versions[arm][0]), "model_version": str(versions[arm][1])}
             for arm in EXPERIMENT_ARMS
@@ -83,8 +95,17 @@ OUTPUT_TYPES: dict[str, DataType] = {column: DataType[kind] for column, kind in 
 
 
 def router_signature(*, split: float) -> ModelSignature:
-    """Input/output schema and the inference params (``split`` defaults to the configured split)."""
-    inputs = Schema([ColSpec(DataType.long, USER_ID), ColSpec(DataType.long, ITEM_ID)])
+    """Input/output schema and the inference params (``split`` defaults to the configured split).
+
+    ``request_id`` is an optional input: the caller's id of the request, copied to the output and the decision log.
+    """
+    inputs = Schema(
+        [
+            ColSpec(DataType.long, USER_ID),
+            ColSpec(DataType.long, ITEM_ID),
+            ColSpec(DataType.string, REQUEST_ID, required=False),
+        ]
+    )
     outputs = Schema([ColSpec(kind, column) for column, kind in OUTPUT_TYPES.items()])
     params = ParamSchema(
         [ParamSpec("split", DataType.double, float(split)), ParamSpec("force_policy", DataType.string, "")]
@@ -177,6 +198,10 @@ class ABRouterModel(mlflow.pyfunc.PythonModel):
         probe = probe_features(self.features, user_ids, item_ids)
         self.scorers = {arm: native_scorer(model, probe) for arm, model in self.policies.items()}
         log.info("router loaded: %s, arms %s", self.assignment, self.arms)
+        identity = router_identity(
+            model_directory(artifacts[USER_FEATURES_ARTIFACT]), config_name=str(config.get("router_name") or "")
+        )
+        self.decision_log = DecisionLog.from_environment(identity)
 
     def _resolve_params(self, params: Mapping[str, Any] | None) -> tuple[AssignmentConfig, str]:
         params = dict(params or {})
@@ -203,6 +228,7 @@ class ABRouterModel(mlflow.pyfunc.PythonModel):
         params: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
         """Route and score each (user_id, item_id) row; see the module docstring for the columns."""
+        started, event_time = time.perf_counter(), datetime.now(UTC)
         missing = [c for c in (USER_ID, ITEM_ID) if c not in model_input.columns]
         if missing:
             raise _bad_request(f"router input is missing columns {missing}; it needs {[USER_ID, ITEM_ID]} (long)")
@@ -228,7 +254,7 @@ class ABRouterModel(mlflow.pyfunc.PythonModel):
         names = np.array([self.arms[arm]["model_name"] for arm in EXPERIMENT_ARMS], dtype=object)
         versions = np.array([self.arms[arm]["model_version"] for arm in EXPERIMENT_ARMS], dtype=object)
         arm_index = (policy == TREATMENT).astype(np.int64)
-        return pd.DataFrame(
+        output = pd.DataFrame(
             {
                 USER_ID: features[USER_ID].to_numpy(dtype=np.int64),
                 ITEM_ID: features[ITEM_ID].to_numpy(dtype=np.int64),
@@ -239,5 +265,14 @@ class ABRouterModel(mlflow.pyfunc.PythonModel):
                 "bucket": assigned.bucket,
                 "cold_user": features["cold_user"].to_numpy(dtype=bool),
                 "cold_item": features["cold_item"].to_numpy(dtype=bool),
+                REQUEST_ID: request_ids(model_input),
             }
         )
+        if self.decision_log is not None:
+            # Before returning: a request answered 200 has its rows in the log (ab_router.sinks says how durably).
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            forced = bool(force_policy)
+            self.decision_log.record(
+                output, event_time=event_time, assignment=assignment, forced=forced, latency_ms=latency_ms
+            )
+        return output

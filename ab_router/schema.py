@@ -16,6 +16,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from ab_router.records import REQUEST_ID
+
 USER_ID = "user_id"
 ITEM_ID = "item_id"
 RATING = "rating"
@@ -23,7 +25,8 @@ TIMESTAMP = "timestamp"
 LABEL = "label"
 
 # What the served router returns per row, with each column's MLflow type: the router's signature, its empty
-# answer, simulate and the tests all read this one mapping.
+# answer, simulate and the tests all read this one mapping. request_id is the caller's (an optional input
+# column) or one generated per request: what the application's impressions join the decision log on.
 ROUTER_OUTPUT: dict[str, str] = {
     USER_ID: "long",
     ITEM_ID: "long",
@@ -34,6 +37,7 @@ ROUTER_OUTPUT: dict[str, str] = {
     "bucket": "long",
     "cold_user": "boolean",
     "cold_item": "boolean",
+    REQUEST_ID: "string",
 }
 ROUTER_OUTPUT_COLUMNS: tuple[str, ...] = tuple(ROUTER_OUTPUT)
 

@@ -23,13 +23,16 @@ import numpy as np
 import pandas as pd
 
 from ab_router.arms import EXPERIMENT_ARMS
+from ab_router.records import REQUEST_ID
 from ab_router.schema import ITEM_ID, LABEL, ROUTER_OUTPUT_COLUMNS, TIMESTAMP, USER_ID
 
 Scorer = Callable[[pd.DataFrame, Mapping[str, Any] | None], pd.DataFrame]
 Environment = Literal["replay", "synthetic"]
 ENVIRONMENTS: tuple[str, ...] = ("replay", "synthetic")
-# The router's output columns other than the ids it echoes back.
-ROUTER_COLUMNS: tuple[str, ...] = tuple(c for c in ROUTER_OUTPUT_COLUMNS if c not in (USER_ID, ITEM_ID))
+# The router's output columns other than the ids it echoes back (the slates carry their own request_id).
+ROUTER_COLUMNS: tuple[str, ...] = tuple(
+    c for c in ROUTER_OUTPUT_COLUMNS if c not in (USER_ID, ITEM_ID, REQUEST_ID)
+)
 
 
 def arrivals(test: pd.DataFrame, *, days: int, users_per_day: int, rng: np.random.Generator) -> pd.DataFrame:

@@ -185,6 +185,7 @@ def test_empty_request_gets_no_rows_with_every_output_column(router, params) -> 
         "bucket": "int64",
         "cold_user": "bool",
         "cold_item": "bool",
+        "request_id": "object",
     }
 
 
@@ -286,4 +287,5 @@ def test_output_types_list_the_router_output_columns_in_order() -> None:
         "bucket": "int64",
         "cold_user": "bool",
         "cold_item": "bool",
+        "request_id": "object",
     }
