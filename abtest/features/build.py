@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import KFold
 
 from ab_router.features import (
     DISLIKED_PREFIX,
@@ -433,15 +432,32 @@ def _cold_user_share(splits: Mapping[str, pd.DataFrame], config: FeatureConfig) 
 MAX_COLD_USER_SHARE = 0.9
 
 
+def shuffled_folds(n_rows: int, *, n_folds: int, seed: int) -> np.ndarray:
+    """Fold number of each of ``n_rows`` rows, exactly as scikit-learn's ``KFold(n_folds, shuffle=True,
+    random_state=seed)`` assigns them (the rows shuffled by ``RandomState(seed)``, then cut into consecutive folds
+    whose sizes differ by at most one, the larger first).
+
+    Written out so that prepare does not import scikit-learn (over a second at process start) for one shuffle;
+    tests/abtest/features/test_build.py checks it against ``KFold``.
+    """
+    if not 2 <= n_folds <= n_rows:
+        raise ValueError(f"n_folds must be in [2, n_rows={n_rows}], got {n_folds}")
+    order = np.arange(n_rows)
+    np.random.RandomState(seed).shuffle(order)
+    sizes = np.full(n_folds, n_rows // n_folds, dtype=np.int64)
+    sizes[: n_rows % n_folds] += 1
+    folds = np.empty(n_rows, dtype=np.int64)
+    folds[order] = np.repeat(np.arange(n_folds), sizes)
+    return folds
+
+
 def fold_assignment(train: pd.DataFrame, *, n_folds: int, cold_user_share: float, seed: int) -> np.ndarray:
     """Fold number of every training row: seeded random rows, except whole users for the cold-user share.
 
     A user whose rows all sit in one fold has no history in that fold's features: the training rows then look
     like the val/test rows of users who arrive after the training period.
     """
-    folds = np.empty(len(train), dtype=np.int64)
-    for fold, (_, rows) in enumerate(KFold(n_splits=n_folds, shuffle=True, random_state=seed).split(train)):
-        folds[rows] = fold
+    folds = shuffled_folds(len(train), n_folds=n_folds, seed=seed)
     if cold_user_share <= 0:
         return folds
     users = train[USER_ID].to_numpy()

@@ -8,6 +8,10 @@ Both read exactly ``ab_router.schema.FEATURE_COLUMNS`` (through ``schema.to_feat
 probability of a positive. The training steps (``steps.train_a`` / ``steps.train_b``), the evaluate step's
 cross-validation and the quality benchmark all fit through here, so the same parameters give the same model
 everywhere. Parameter defaults are not written here: MLproject holds them; the dataclasses below only type them.
+
+LightGBM and scikit-learn are imported inside the functions that use them (about a second each when a process
+starts): train_a never loads LightGBM, train_b loads scikit-learn only for its metrics, and the steps that only
+read the parameter dataclasses (main's checks) load neither (tests/project/test_startup.py).
 """
 
 from __future__ import annotations
@@ -15,20 +19,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ab_router import schema
 from ab_router.arms import ARMS, policy_arm
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
+    from sklearn.pipeline import Pipeline
 
 PolicyName = str  # an arm of ab_router.arms
 
@@ -162,6 +163,12 @@ def labels_of(frame: pd.DataFrame) -> np.ndarray:
 
 def build_logistic_pipeline(params: LogisticParams) -> Pipeline:
     """Unfitted policy A: preprocessing of the raw feature frame + logistic regression."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
     numeric = Pipeline(
         [
             # release_year is NaN when unknown; the indicator lets the model price "unknown" separately.
@@ -232,6 +239,8 @@ class LightGBMFit:
 
 
 def _dataset(frame: pd.DataFrame, *, reference: lgb.Dataset | None = None) -> lgb.Dataset:
+    import lightgbm as lgb
+
     return lgb.Dataset(
         schema.to_feature_frame(frame),
         label=labels_of(frame),
@@ -250,6 +259,8 @@ def fit_lightgbm(
     every round for the train_b step's learning-curve plot; refits that only need the model (cross-validation,
     benchmarks) switch it off, since that scoring is a large share of the fit on small data.
     """
+    import lightgbm as lgb
+
     train_set = _dataset(train)
     valid_sets, valid_names = ([train_set], ["train"]) if record_train_curve else ([], [])
     if val is not None:
@@ -309,6 +320,8 @@ class FittedPolicy:
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Probability of a positive, 1-D."""
+        import lightgbm as lgb
+
         if isinstance(self.model, lgb.Booster):
             return predict_lightgbm(self.model, frame)
         return predict_logistic(self.model, frame)
@@ -337,6 +350,8 @@ def fit_policy(
 
 def classification_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """AUC, PR-AUC (average precision), logloss and Brier score of probability scores against 0/1 labels."""
+    from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
     labels = np.asarray(labels)
     scores = np.asarray(scores, dtype=np.float64)
     if labels.shape != scores.shape:

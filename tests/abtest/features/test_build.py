@@ -11,7 +11,7 @@ import pytest
 
 from ab_router.features import DOT_FEATURES, FeatureLookup, assemble_features
 from ab_router.schema import FEATURE_COLUMNS, ITEM_ID, USER_ID, feature_dtypes
-from abtest.features.build import FeatureConfig, build_features, encode_users, fold_assignment
+from abtest.features.build import FeatureConfig, build_features, encode_users, fold_assignment, shuffled_folds
 
 HISTORY_FEATURES = [c for c in FEATURE_COLUMNS if c.startswith(("user_", "item_", "mf_"))]
 
@@ -202,3 +202,22 @@ def test_the_cold_user_share_follows_the_validation_split(synthetic_movielens) -
     assert (built.splits["train"]["user_count"] == 0).mean() == pytest.approx(0.9, abs=0.05)  # capped at 0.9
     warm = build_features({**splits, "val": splits["train"].head(50)}, users, items, seed=1)
     assert (warm.splits["train"]["user_count"] == 0).mean() < 0.02
+
+
+@pytest.mark.parametrize("n_rows", [10, 11, 97, 1003])
+@pytest.mark.parametrize("n_folds", [2, 3, 5])
+@pytest.mark.parametrize("seed", [0, 7, 2**31 - 1])
+def test_shuffled_folds_are_scikit_learns_shuffled_kfold(n_rows: int, n_folds: int, seed: int) -> None:
+    # prepare writes the folds out so it never imports scikit-learn; they must stay KFold's, row for row.
+    from sklearn.model_selection import KFold
+
+    expected = np.empty(n_rows, dtype=np.int64)
+    splits = KFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(n_rows))
+    for fold, (_, rows) in enumerate(splits):
+        expected[rows] = fold
+    np.testing.assert_array_equal(shuffled_folds(n_rows, n_folds=n_folds, seed=seed), expected)
+
+
+def test_shuffled_folds_refuse_fewer_rows_than_folds() -> None:
+    with pytest.raises(ValueError, match=r"n_folds must be in \[2, n_rows=3\], got 4"):
+        shuffled_folds(3, n_folds=4, seed=0)
