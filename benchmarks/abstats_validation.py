@@ -8,7 +8,10 @@ pre-period covariate) and reports the observed rate with its 95% Wilson interval
   and, for contrast, of the fixed-horizon test peeked daily (what the sequential test protects against);
 - planted lift: coverage of the 95% CI (absolute and relative) and observed power against statsmodels' power;
 - CUPED: mean variance reduction, bias of the adjusted estimate, coverage;
-- SRM: detection rate of a 0.5 split with 5% of B's users dropped, and false alarms on a clean split.
+- SRM: detection rate of a 0.5 split with 5% of B's users dropped, and false alarms on a clean split;
+- sequential boundary, before / after calibration for the planned looks (``AnalysisConfig.sequential_looks`` 0 =
+  the continuous-monitoring boundary of commit ec6154f, unchanged; ``days`` = calibrated): A/A rate under daily
+  peeking and power to stop by the last day on a planted lift, both configurations on the same simulated data.
 
     python -m benchmarks.abstats_validation --seeds 2000
 """
@@ -56,6 +59,53 @@ def aa_rows(rng: np.random.Generator, seeds: int, *, users_per_day: int, days: i
         ["A/A sequential FPR (daily peeks)", label, f"<= {alpha}", *_rate(sequential, seeds)],
         ["A/A fixed horizon peeked daily FPR", label, "(inflated)", *_rate(naive, seeds)],
     ]
+
+
+def _daily_looks(rng: np.random.Generator, *, users_per_day: int, days: int, lift: float) -> list[tuple]:
+    control = treatment = None
+    looks = []
+    for _day in range(days):
+        a = POPULATION.statistic(rng, users_per_day)
+        b = POPULATION.statistic(rng, users_per_day, relative_lift=lift)
+        control = a if control is None else control + a
+        treatment = b if treatment is None else treatment + b
+        looks.append((control, treatment))
+    return looks
+
+
+def sequential_rows(
+    rng: np.random.Generator, seeds: int, *, users_per_day: int, days: int, lift: float, alpha: float
+) -> list[list]:
+    """Calibrated vs continuous boundary on the same experiments: A/A rate and power under daily peeking."""
+    configs = {
+        "before (continuous boundary)": AnalysisConfig(alpha=alpha, sequential_tuning=2 * users_per_day * days),
+        "after (calibrated, looks = days)": AnalysisConfig(
+            alpha=alpha, sequential_tuning=2 * users_per_day * days, sequential_looks=days
+        ),
+    }
+    false_alarms = dict.fromkeys(configs, 0)
+    detections = dict.fromkeys(configs, 0)
+    for _ in range(seeds):
+        null_looks = _daily_looks(rng, users_per_day=users_per_day, days=days, lift=0.0)
+        lift_looks = _daily_looks(rng, users_per_day=users_per_day, days=days, lift=lift)
+        for name, config in configs.items():
+            false_alarms[name] += monitor(null_looks, config)[1] is not None
+            detections[name] += monitor(lift_looks, config)[1] is not None
+    label = f"{users_per_day}/arm/day x {days} days"
+    rows = []
+    for name in configs:
+        rows.append(
+            [f"sequential A/A rate, {name}", label, f"in [0.02, {alpha}]", *_rate(false_alarms[name], seeds)]
+        )
+    for name in configs:
+        rows.append(
+            [f"sequential power, {name}", f"{label}, lift {lift:+.0%}", "higher", *_rate(detections[name], seeds)]
+        )
+    before, after = (detections[name] / seeds for name in configs)
+    rows.append(
+        ["sequential power gained (after - before)", f"{label}, lift {lift:+.0%}", "> 0", after - before, ""]
+    )
+    return rows
 
 
 def planted_rows(rng: np.random.Generator, seeds: int, *, users: int, lift: float, alpha: float) -> list[list]:
@@ -127,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         *planted_rows(rng, args.seeds, users=3000, lift=0.05, alpha=args.alpha),
         *srm_rows(rng, args.seeds, users=10_000),
         *srm_rows(rng, args.seeds, users=40_000),
+        *sequential_rows(rng, args.seeds, users_per_day=100, days=14, lift=0.1, alpha=args.alpha),
     ]
     print(machine_line())
     print(f"{args.seeds} simulated experiments per row, alpha {args.alpha}, {time.perf_counter() - start:.0f} s\n")
