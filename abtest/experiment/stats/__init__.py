@@ -9,6 +9,9 @@ baseline) return a coded status and a message instead of raising, so a readout c
 - :func:`sequential_lift` / :func:`monitor`: always-valid p-values and confidence sequences (normal mixture).
 - :func:`srm_test`: sample ratio mismatch against the configured split (chi-square).
 - :func:`power_analysis` / :func:`power_for_effect`: power and minimum detectable effect (statsmodels).
+- :func:`.bayes.normal_posterior`: P(B better) and expected loss from the delta-method lift (scipy).
+- :func:`.guardrail.non_inferiority`: a guardrail held within its margin (one-sided bound).
+- :func:`.multiple.holm`: Holm's correction across the secondary metrics (statsmodels).
 """
 
 from abtest.experiment.stats.config import AnalysisConfig, Status
