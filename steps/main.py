@@ -21,24 +21,27 @@ from collections.abc import Mapping, Sequence
 import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_ENV
+from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_ENV, MLFLOW_RUN_NAME
 
 from abtest.config import PROJECT_DIR
 from abtest.tracking import tags
+from abtest.tracking.launcher import mlflow_launcher
 from abtest.tracking.lineage import records_failure, step_run
 from abtest.tracking.pipeline import (
     PipelineResult,
     Step,
     active_steps,
-    code_version,
-    mlflow_launcher,
+    is_generated_run_name,
     parse_bool,
+    pipeline_run_name,
     resolve_env_manager,
     run_pipeline,
     step_parameters,
     steps_until,
 )
 from abtest.tracking.pipeline_summary import child_summary, log_step_table, record_step
+from abtest.tracking.reuse import code_version
+from abtest.tracking.stale import find_stale_runs, mark_killed
 from steps.cli import (
     configure_logging,
     entry_point_parameters,
@@ -117,6 +120,34 @@ def check_parameter_values(user_params: Mapping[str, str], steps: Sequence[Step]
             raise ValueError(f"step {step.entry_point} would reject {shown}: {exc}; nothing was run") from None
 
 
+def name_run(current: str, user_params: Mapping[str, str], *, until: str, force: bool) -> None:
+    """Name main's run after the pipeline (``main ml-100k temporal``) unless the user named it (``--run-name``)."""
+    if current and not is_generated_run_name(current):
+        return
+    mlflow.set_tag(
+        MLFLOW_RUN_NAME, pipeline_run_name(user_params, parameter_defaults("prepare"), until=until, force=force)
+    )
+
+
+def kill_stale_runs(main_run_id: str, experiment_id: str, client: MlflowClient) -> dict[str, str]:
+    """Mark KILLED the runs of this experiment left RUNNING by a process that is gone; say so.
+
+    Returns a note per entry point for the step table (the step's new run replaces its stale one); the ids are
+    also kept in tag :data:`~abtest.tracking.tags.STALE_RUNS` on main's run.
+    """
+    stale = find_stale_runs(experiment_id, exclude=frozenset({main_run_id}), client=client)
+    notes: dict[str, list[str]] = {}
+    for found in stale:
+        mark_killed(found, by_run=main_run_id, client=client)
+        log.warning("marked %s run %s KILLED: %s", found.entry_point or "a", found.run_id, found.reason)
+        notes.setdefault(found.entry_point, []).append(found.run_id)
+    if stale:
+        mlflow.set_tag(tags.STALE_RUNS, tags.cut(",".join(found.run_id for found in stale)))
+    return {
+        entry: f"stale run {', '.join(ids)} marked KILLED (its process was gone)" for entry, ids in notes.items()
+    }
+
+
 @records_failure
 def main(argv: Sequence[str] | None = None) -> str:
     """Run or reuse every step, record the step table and summary on this run, and return its id."""
@@ -132,10 +163,12 @@ def main(argv: Sequence[str] | None = None) -> str:
     force = parse_bool("force", namespace.force)
     with step_run("main") as run:
         client = MlflowClient()
-        env_tag = client.get_run(run.info.run_id).data.tags.get(MLFLOW_PROJECT_ENV)
-        env_manager = resolve_env_manager(namespace.env_manager, env_tag)
+        run_tags = client.get_run(run.info.run_id).data.tags
+        env_manager = resolve_env_manager(namespace.env_manager, run_tags.get(MLFLOW_PROJECT_ENV))
         version = code_version(PROJECT_DIR)
         mlflow.set_tags({tags.CODE_VERSION: version, tags.ENV_MANAGER: env_manager})
+        name_run(run_tags.get(MLFLOW_RUN_NAME, ""), user_params, until=namespace.until, force=force)
+        notes = kill_stale_runs(run.info.run_id, run.info.experiment_id, client)
         log.info(
             "pipeline %s; code %s; env manager %s; force %s",
             [s.entry_point for s in steps],
@@ -158,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> str:
                 force=force,
                 on_record=record_step,
                 result=result,
+                notes=notes,
             )
         finally:
             table = log_step_table(result.records)

@@ -34,6 +34,7 @@ from abtest.config import (
     USERS_FILE,
 )
 from abtest.tracking import tags
+from abtest.tracking.stale import ProcessIdentity
 from abtest.tracking.store import ensure_store_ready, retry_when_locked
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,9 @@ def describe_chosen_run(step: str, run: Run, matched: Mapping[str, Any]) -> str:
 
 @contextmanager
 def step_run(step: str) -> Iterator[mlflow.ActiveRun]:
-    """Open the step's run (the one `mlflow run` created, via MLFLOW_RUN_ID) and tag it with the step name.
+    """Open the step's run (the one `mlflow run` created, via MLFLOW_RUN_ID), tagged with the step and its process.
+
+    The process (host, pid, start) lets a later `main` tell a run whose process was killed (tracking/stale.py).
 
     When the body raises, the run is tagged :data:`abtest.tracking.tags.ERROR` = ``"<Type>: <message>"`` before
     MLflow marks it FAILED, so whoever launched the step can say why without reading its console output.
@@ -145,7 +148,9 @@ def step_run(step: str) -> Iterator[mlflow.ActiveRun]:
     """
     ensure_store_ready()
     with retry_when_locked(mlflow.start_run, what=f"{step}: start run") as run:
-        retry_when_locked(lambda: mlflow.set_tag(tags.STEP, step), what=f"{step}: tag run")
+        # The process is recorded so a later main can tell this run from one whose process was killed.
+        step_tags = {tags.STEP: step, **ProcessIdentity.current().tags()}
+        retry_when_locked(lambda: mlflow.set_tags(step_tags), what=f"{step}: tag run")
         try:
             yield run
         except Exception as exc:

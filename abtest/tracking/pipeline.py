@@ -1,61 +1,40 @@
-"""The pipeline as data, and the rule for reusing a step's earlier run.
+"""The pipeline as data, and the loop that runs it.
 
-`main` walks :data:`PIPELINE` in order. Each :class:`Step` names the steps whose run ids it consumes; a step whose
-entry point is not (yet) in MLproject is skipped, so adding a step to the pipeline is one entry here plus its
-MLproject block. A step receives each upstream run id as the parameter ``<upstream>_run`` when its entry point
-declares one.
+`main` runs the steps of :data:`PIPELINE`. Each :class:`Step` names the steps whose run ids it consumes; a step
+whose entry point is not (yet) in MLproject is skipped, so adding a step to the pipeline is one entry here plus
+its MLproject block. A step receives each upstream run id as the parameter ``<upstream>_run`` when its entry point
+declares one, and nothing it does not declare.
 
-A step's earlier run is reused only when all of these hold (see :class:`CacheKey`):
-
-- it is FINISHED (a FAILED, KILLED or still RUNNING run is never reused) and ran the same entry point;
-- its parameters equal the ones this launch would log, compared as MLflow stores them: strings, shell-quoted the
-  way ``mlflow run`` quotes them (``""`` is stored as ``''``), with MLproject defaults filled in;
-- it consumed the same upstream run ids (recorded in the ``abtest.upstream`` tag, whether or not the step takes
-  them as parameters);
-- it ran the same code: the ``abtest.code_version`` tag holds the git commit, plus a hash of the relevant files
-  when the working tree differs from that commit;
-- for a step with side effects outside its run (the registry's aliases), it is also the latest FINISHED run of its
-  entry point, so nothing has moved those aliases since.
+:func:`run_pipeline` starts every step whose upstream steps are done, so steps that do not depend on each other
+(train_a and train_b) run at the same time; which steps those are follows from the upstream sets, not from a list.
+Whether a step runs or an earlier run is reused is decided when it becomes ready (abtest/tracking/reuse.py); how
+it is started is the launcher's business (abtest/tracking/launcher.py). When a step fails, the steps running
+beside it are stopped (their runs KILLED) and the error names every outcome.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import re
-import shlex
-import subprocess
+import os
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
-import mlflow
-from mlflow.entities import Run
-from mlflow.exceptions import ExecutionException, MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_ENTRY_POINT
 
 from ab_router.arms import EXPERIMENT_ARMS, POLICY_ARMS, policy_arm
-from abtest.tracking import tags
+from abtest.tracking.launcher import Launcher, StepFailedError, SubmittedStep
 from abtest.tracking.lineage import run_parameter
+from abtest.tracking.reuse import CacheKey, find_reusable_run
 
 log = logging.getLogger(__name__)
 
-# Files whose change changes what a step computes; docs, tests and benchmarks do not.
-CODE_PATHS: tuple[str, ...] = (
-    "steps",
-    "abtest",
-    "ab_router",
-    "MLproject",
-    "requirements.txt",
-    "requirements-dev.txt",
-    "requirements-test.txt",
-    "python_env.yaml",
-)
 ENV_MANAGERS: tuple[str, ...] = ("local", "virtualenv", "uv")
-RAN, REUSED, FAILED = "ran", "reused", "failed"
+# The parameters main's run is named after (with prepare's defaults where the user set none).
+RUN_NAME_PARAMS: tuple[str, ...] = ("dataset", "split")
+RAN, REUSED, FAILED, KILLED = "ran", "reused", "failed", "killed"
+# How often the run loop looks at the steps it started (a step takes seconds; this costs nothing measurable).
+POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -88,6 +67,7 @@ PIPELINE: tuple[Step, ...] = (
     Step("register", upstream=(*_TRAINING_STEPS, "evaluate"), side_effects=True),
     Step("router", upstream=("prepare", "register"), side_effects=True, renames={"router_split": "split"}),
     Step("simulate", upstream=("prepare", "router")),
+    Step("analyze", upstream=("prepare", "router", "simulate")),
 )
 
 
@@ -106,11 +86,6 @@ def steps_until(steps: Sequence[Step], until: str) -> list[Step]:
     if until not in names:
         raise ValueError(f"until must be one of the pipeline's steps {names} (or empty: all), got {until!r}")
     return list(steps[: names.index(until) + 1])
-
-
-def stored_value(value: object) -> str:
-    """A parameter value as `mlflow run` logs it: ``str`` then shell-quoted (``""`` becomes ``''``)."""
-    return shlex.quote(str(value))
 
 
 def step_parameters(
@@ -132,184 +107,46 @@ def step_parameters(
     return passed
 
 
-@dataclass(frozen=True)
-class CacheKey:
-    """Everything that decides whether an earlier run of a step can stand in for running it now."""
+def step_run_name(step: Step, passed: Mapping[str, str]) -> str:
+    """A child run's name: its entry point and the parameters the user set for it (``train_b num_leaves=63``).
 
-    entry_point: str
-    params: Mapping[str, str]  # as MLflow stores them (see stored_value), defaults filled in
-    upstream: Mapping[str, str]  # upstream entry point -> run id
-    code_version: str
-
-    @classmethod
-    def build(
-        cls,
-        step: Step,
-        *,
-        defaults: Mapping[str, str],
-        passed: Mapping[str, str],
-        upstream_runs: Mapping[str, str],
-        code_version: str,
-    ) -> CacheKey:
-        """The key of launching ``step`` with ``passed`` parameters over its entry point's ``defaults``."""
-        params = {name: stored_value(value) for name, value in {**defaults, **passed}.items()}
-        upstream = {name: upstream_runs[name] for name in step.upstream}
-        return cls(step.entry_point, params, upstream, code_version)
-
-    @property
-    def upstream_text(self) -> str:
-        """The upstream run ids as one canonical string (a tag value)."""
-        return json.dumps(dict(sorted(self.upstream.items())), separators=(",", ":"))
-
-    def tags(self) -> dict[str, str]:
-        """Tags to set on a run launched with this key, so a later main can match it."""
-        return {tags.CODE_VERSION: self.code_version, tags.UPSTREAM: self.upstream_text}
-
-    def mismatch(self, run: Run) -> str | None:
-        """Why ``run`` cannot be reused for this key (None when it can)."""
-        run_tags, params = run.data.tags, run.data.params
-        if run.info.status != "FINISHED":
-            return f"status {run.info.status}"
-        if run_tags.get(MLFLOW_PROJECT_ENTRY_POINT) != self.entry_point:
-            return f"entry point {run_tags.get(MLFLOW_PROJECT_ENTRY_POINT)!r}"
-        if run_tags.get(tags.CODE_VERSION) != self.code_version:
-            return f"code version {run_tags.get(tags.CODE_VERSION)!r} != {self.code_version!r}"
-        if run_tags.get(tags.UPSTREAM) != self.upstream_text:
-            return f"upstream {run_tags.get(tags.UPSTREAM)!r} != {self.upstream_text!r}"
-        differing = {k: (params.get(k), v) for k, v in self.params.items() if params.get(k) != v}
-        if differing:
-            return f"params (stored, wanted) {differing}"
-        return None
-
-
-def find_reusable_run(
-    key: CacheKey, *, experiment_id: str, side_effects: bool = False, client: MlflowClient | None = None
-) -> Run | None:
-    """The newest run that :meth:`CacheKey.mismatch` accepts, or None."""
-    client = client or MlflowClient()
-    filter_string = (
-        f"tags.`{MLFLOW_PROJECT_ENTRY_POINT}` = '{key.entry_point}' and attributes.status = 'FINISHED'"
-        f" and tags.`{tags.CODE_VERSION}` = '{key.code_version}'"
-    )
-    candidates = client.search_runs([experiment_id], filter_string, order_by=["attributes.start_time DESC"])
-    if side_effects:
-        latest = _latest_finished(key.entry_point, experiment_id=experiment_id, client=client)
-        candidates = [run for run in candidates if latest is not None and run.info.run_id == latest]
-    for run in candidates:
-        reason = key.mismatch(run)
-        if reason is None:
-            return run
-        log.debug("not reusing %s run %s: %s", key.entry_point, run.info.run_id, reason)
-    return None
-
-
-def _latest_finished(entry_point: str, *, experiment_id: str, client: MlflowClient) -> str | None:
-    runs = client.search_runs(
-        [experiment_id],
-        f"tags.`{MLFLOW_PROJECT_ENTRY_POINT}` = '{entry_point}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return runs[0].info.run_id if runs else None
-
-
-def code_version(project_dir: Path) -> str:
-    """The git commit of ``project_dir``, plus ``+<hash>`` of the relevant files when they differ from it.
-
-    Outside a git checkout (an unpacked zip) the version is ``nogit+<hash>``: still exact, never shared by
-    different code.
+    Upstream run ids are left out (the tree shows them); a path is shown by its last part.
     """
-    commit = _git(project_dir, "rev-parse", "HEAD")
-    if commit is None:
-        return f"nogit+{_tree_hash(project_dir, _walk_files(project_dir))}"
-    dirty = _git(project_dir, "status", "--porcelain", "--untracked-files=all", "--", *CODE_PATHS)
-    if not dirty:
-        return commit
-    listed = _git(project_dir, "ls-files", "--cached", "--others", "--exclude-standard", "--", *CODE_PATHS) or ""
-    return f"{commit}+{_tree_hash(project_dir, sorted(set(listed.splitlines())))}"
+    upstream = {run_parameter(name) for name in step.upstream}
+    shown = [f"{name}={_short(value)}" for name, value in passed.items() if name not in upstream]
+    return " ".join([step.entry_point, *shown])
 
 
-def _git(project_dir: Path, *args: str) -> str | None:
+def pipeline_run_name(
+    user_params: Mapping[str, str], defaults: Mapping[str, str], *, until: str, force: bool
+) -> str:
+    """main's run name: the data it runs on (``main ml-100k temporal``), ``until=<step>`` and ``force`` if set.
+
+    ``defaults``: the owning step's (prepare's) defaults of :data:`RUN_NAME_PARAMS`, where the user set none.
+    """
+    shown = [user_params.get(name) or defaults.get(name, "") for name in RUN_NAME_PARAMS]
+    shown += [f"until={until}"] * bool(until) + ["force"] * force
+    return " ".join(["main", *(_short(value) for value in shown if value)])
+
+
+def is_generated_run_name(name: str) -> bool:
+    """True for a name MLflow made up (``receptive-rook-141``), false for one a user gave (``--run-name``).
+
+    ``mlflow run --run-name`` renames main's run only after its process started, so main tells the two apart by
+    the name's form: MLflow's own word lists where this MLflow has them, else "<word>-<word>-<number>".
+    """
+    parts = name.split("-")
+    if len(parts) != 3 or not parts[2].isdigit():
+        return False
     try:
-        result = subprocess.run(["git", *args], cwd=project_dir, capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        return None
-    return result.stdout.strip() if result.returncode == 0 else None
+        from mlflow.utils.name_utils import _GENERATOR_NOUNS, _GENERATOR_PREDICATES
+    except ImportError:
+        return parts[0].isalpha() and parts[1].isalpha()
+    return parts[0] in _GENERATOR_PREDICATES and parts[1] in _GENERATOR_NOUNS
 
 
-def _walk_files(project_dir: Path) -> list[str]:
-    found = []
-    for name in CODE_PATHS:
-        path = project_dir / name
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        found += [str(p.relative_to(project_dir)) for p in files if "__pycache__" not in p.parts]
-    return found
-
-
-def _tree_hash(project_dir: Path, relative_paths: Sequence[str]) -> str:
-    digest = hashlib.sha256()
-    for relative in relative_paths:
-        path = project_dir / relative
-        digest.update(relative.encode() + b"\0")
-        # A deleted tracked file is listed by `git ls-files` but gone: its absence is part of the version.
-        digest.update(path.read_bytes() if path.is_file() else b"<deleted>")
-        digest.update(b"\0")
-    return digest.hexdigest()[:16]
-
-
-class StepFailedError(RuntimeError):
-    """A step's run did not finish; ``run_id`` is its (FAILED) run when MLflow got as far as creating one."""
-
-    def __init__(self, entry_point: str, run_id: str | None, cause: str) -> None:
-        super().__init__(f"step {entry_point} failed (run {run_id}): {cause}")
-        self.entry_point = entry_point
-        self.run_id = run_id
-
-
-# Launches one entry point with the given parameters and returns its run id; raises StepFailedError.
-Launcher = Callable[[str, Mapping[str, str]], str]
-
-
-def mlflow_launcher(*, project_uri: str, env_manager: str, experiment_id: str) -> Launcher:
-    """A launcher that runs an entry point with ``mlflow.projects.run`` as a child of the active run.
-
-    MLflow does not hand the caller's ``--env-manager`` down to nested runs, so it is passed explicitly.
-    """
-
-    def launch(entry_point: str, parameters: Mapping[str, str]) -> str:
-        try:
-            submitted = mlflow.projects.run(
-                project_uri,
-                entry_point=entry_point,
-                parameters=dict(parameters),
-                env_manager=env_manager,
-                experiment_id=experiment_id,
-                synchronous=True,
-            )
-        except ExecutionException as exc:
-            found = re.search(r"Run \(ID '([0-9a-f]+)'\) failed", str(exc))
-            run_id = found.group(1) if found else None
-            raise StepFailedError(entry_point, run_id, failure_reason(run_id, str(exc))) from exc
-        return submitted.run_id
-
-    return launch
-
-
-def failure_reason(run_id: str | None, fallback: str, *, client: MlflowClient | None = None) -> str:
-    """Why a step's run failed: its :data:`abtest.tracking.tags.ERROR` ("<Type>: <message>"), else ``fallback``.
-
-    A step whose ``main`` is not decorated with :func:`~abtest.tracking.lineage.records_failure` and that failed
-    before opening its run (a parameter check) has no such tag; the reason is then only in its console output, and
-    the fallback says so.
-    """
-    if run_id:
-        try:
-            reason = (client or MlflowClient()).get_run(run_id).data.tags.get(tags.ERROR)
-        except MlflowException:
-            reason = None
-        if reason:
-            return reason
-    return f"{fallback} (the step recorded no {tags.ERROR} tag: the cause is in its output above)"
+def _short(value: str) -> str:
+    return os.path.basename(value.rstrip("/")) if os.sep in value else value
 
 
 @dataclass(frozen=True)
@@ -318,17 +155,32 @@ class StepRecord:
 
     entry_point: str
     run_id: str | None
-    outcome: str  # ran | reused | failed
+    outcome: str  # ran | reused | failed | killed
     duration_s: float
     reason: str = ""
 
 
 @dataclass
 class PipelineResult:
-    """The step table so far and the run id of every finished step."""
+    """The step table so far (in pipeline order) and the run id of every finished step."""
 
     records: list[StepRecord] = field(default_factory=list)
     run_ids: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Launch:
+    step: Step
+    passed: Mapping[str, str]
+    key: CacheKey
+    started: float
+
+
+@dataclass
+class _Started:
+    step: Step
+    submitted: SubmittedStep
+    started: float
 
 
 def run_pipeline(
@@ -343,61 +195,176 @@ def run_pipeline(
     force: bool = False,
     on_record: Callable[[StepRecord], None] | None = None,
     result: PipelineResult | None = None,
+    notes: Mapping[str, str] | None = None,
 ) -> PipelineResult:
-    """Run ``steps`` in order, reusing earlier runs where :class:`CacheKey` allows.
+    """Run ``steps``, each as soon as its upstream steps are done, reusing earlier runs where reuse.py allows.
 
     ``declared``/``defaults`` map each entry point to its MLproject parameter names and stored defaults.
+    ``notes`` (entry point -> text) go into the reason column of that step's row (main: stale runs it replaces).
     ``result`` (filled in place) keeps the table of the steps done so far when a step fails with
-    :class:`StepFailedError`, which is re-raised.
+    :class:`StepFailedError`, which is raised after the steps running beside it were stopped, naming them.
     """
-    result = result if result is not None else PipelineResult()
-    client = MlflowClient()
-    for step in steps:
-        passed = step_parameters(step, declared[step.entry_point], user_params, result.run_ids)
+    loop = _RunLoop(
+        steps=steps,
+        user_params=user_params,
+        declared=declared,
+        defaults=defaults,
+        code_version=code_version,
+        experiment_id=experiment_id,
+        launch=launch,
+        force=force,
+        on_record=on_record,
+        result=result if result is not None else PipelineResult(),
+        notes=notes or {},
+    )
+    loop.run()
+    return loop.result
+
+
+@dataclass
+class _RunLoop:
+    """One :func:`run_pipeline` call: what it was given, and the steps started and not yet recorded."""
+
+    steps: Sequence[Step]
+    user_params: Mapping[str, str]
+    declared: Mapping[str, Collection[str]]
+    defaults: Mapping[str, Mapping[str, str]]
+    code_version: str
+    experiment_id: str
+    launch: Launcher
+    force: bool
+    on_record: Callable[[StepRecord], None] | None
+    result: PipelineResult
+    notes: Mapping[str, str]
+    running: dict[str, _Started] = field(default_factory=dict)
+    client: MlflowClient = field(default_factory=MlflowClient)
+
+    def run(self) -> None:
+        """Start what is ready, record what ended, until every step is recorded or one failed."""
+        pending = list(self.steps)
+        try:
+            while pending or self.running:
+                # A reused step is done at once, so what follows it may be ready in the same pass.
+                to_run: list[_Launch] = []
+                while ready := [s for s in pending if all(u in self.result.run_ids for u in s.upstream)]:
+                    for step in ready:
+                        pending.remove(step)
+                        if (launch := self._reuse_or_plan(step)) is not None:
+                            to_run.append(launch)
+                # One step and nothing beside it: nothing else can become ready until it ends, so it runs to its
+                # end in main's process group, sparing the extra `mlflow run` process of an asynchronous one.
+                wait = len(to_run) == 1 and not self.running
+                for launch in to_run:
+                    self._submit(launch, wait=wait)
+                if not self.running:
+                    if pending:
+                        raise RuntimeError(
+                            f"steps {[s.entry_point for s in pending]} wait for upstream steps that are not in "
+                            f"this pipeline ({[s.entry_point for s in self.steps]})"
+                        )
+                    break
+                failures = self._record_ended()
+                if failures:
+                    raise self._stop_running(failures)
+                time.sleep(POLL_S)
+        finally:
+            # An error of main itself (or Ctrl-C) must not leave steps running without a parent.
+            for entry_point, started in list(self.running.items()):
+                del self.running[entry_point]
+                started.submitted.cancel(f"stopped: main stopped while {entry_point} ran")
+
+    def _append(self, record: StepRecord) -> None:
+        order = [step.entry_point for step in self.steps]
+        self.result.records.append(record)
+        self.result.records.sort(key=lambda r: order.index(r.entry_point))
+        if record.run_id is not None and record.outcome in (RAN, REUSED):
+            self.result.run_ids[record.entry_point] = record.run_id
+        if self.on_record is not None:
+            self.on_record(record)
+
+    def _reuse_or_plan(self, step: Step) -> _Launch | None:
+        """Reuse ``step``'s earlier run (recorded at once; returns None), or say how to launch it."""
+        passed = step_parameters(step, self.declared[step.entry_point], self.user_params, self.result.run_ids)
         key = CacheKey.build(
             step,
-            defaults=defaults[step.entry_point],
+            defaults=self.defaults[step.entry_point],
             passed=passed,
-            upstream_runs=result.run_ids,
-            code_version=code_version,
+            upstream_runs=self.result.run_ids,
+            code_version=self.code_version,
         )
         started = time.monotonic()
-        reusable = None
-        if not force:
+        if not self.force:
             reusable = find_reusable_run(
-                key, experiment_id=experiment_id, side_effects=step.side_effects, client=client
+                key, experiment_id=self.experiment_id, side_effects=step.side_effects, client=self.client
             )
-        if reusable is not None:
-            record = StepRecord(step.entry_point, reusable.info.run_id, REUSED, time.monotonic() - started)
-            log.info("reusing %s run %s", step.entry_point, reusable.info.run_id)
-        else:
-            log.info("running %s with %s", step.entry_point, passed)
-            try:
-                run_id = launch(step.entry_point, passed)
-            except StepFailedError as failure:
-                if failure.run_id:
-                    _set_tags(client, failure.run_id, key.tags())
-                record = StepRecord(
-                    step.entry_point, failure.run_id, FAILED, time.monotonic() - started, str(failure)
+            if reusable is not None:
+                log.info("reusing %s run %s", step.entry_point, reusable.info.run_id)
+                self._append(
+                    StepRecord(step.entry_point, reusable.info.run_id, REUSED, time.monotonic() - started)
                 )
-                _append(result, record, on_record)
+                return None
+        return _Launch(step, passed, key, started)
+
+    def _submit(self, launch: _Launch, *, wait: bool) -> None:
+        """Start a step (recorded when it ends; a failure to start stops the others and raises)."""
+        entry_point = launch.step.entry_point
+        name = step_run_name(launch.step, launch.passed)
+        log.info("running %s (run name %r) with %s", entry_point, name, launch.passed)
+        try:
+            submitted = self.launch(entry_point, launch.passed, run_name=name, wait=wait)
+        except StepFailedError as failure:
+            if failure.run_id:
+                _set_tags(self.client, failure.run_id, launch.key.tags())
+            duration = time.monotonic() - launch.started
+            self._append(StepRecord(entry_point, failure.run_id, FAILED, duration, str(failure)))
+            stopped = self._stop_running([failure])
+            if stopped is failure:
                 raise
-            _set_tags(client, run_id, key.tags())
-            record = StepRecord(step.entry_point, run_id, RAN, time.monotonic() - started)
-        result.run_ids[step.entry_point] = record.run_id
-        _append(result, record, on_record)
-    return result
+            raise stopped from failure
+        # Tagged at once, not when it ends: the run of a killed main still shows what it was launched with.
+        _set_tags(self.client, submitted.run_id, launch.key.tags())
+        self.running[entry_point] = _Started(launch.step, submitted, launch.started)
+
+    def _record_ended(self) -> list[StepFailedError]:
+        """Record every started step that has ended; returns the failures among them."""
+        failures = []
+        for entry_point, started in list(self.running.items()):
+            if not started.submitted.done():
+                continue
+            del self.running[entry_point]
+            duration = time.monotonic() - started.started
+            try:
+                run_id = started.submitted.result()
+            except StepFailedError as failure:
+                failures.append(failure)
+                self._append(StepRecord(entry_point, failure.run_id, FAILED, duration, str(failure)))
+                continue
+            self._append(StepRecord(entry_point, run_id, RAN, duration, self.notes.get(entry_point, "")))
+        return failures
+
+    def _stop_running(self, failures: Sequence[StepFailedError]) -> StepFailedError:
+        """Stop the steps still running beside ``failures``; returns the error to raise, naming every outcome."""
+        first, *others = failures
+        alongside = [f"step {f.entry_point} failed too (run {f.run_id}): {f.cause}" for f in others]
+        for entry_point, started in list(self.running.items()):
+            del self.running[entry_point]
+            status = started.submitted.cancel(f"stopped because step {first.entry_point} failed: {first.cause}")
+            duration, run_id = time.monotonic() - started.started, started.submitted.run_id
+            if status == "FINISHED":
+                alongside.append(f"step {entry_point} finished before it could be stopped (run {run_id})")
+                self._append(StepRecord(entry_point, run_id, RAN, duration, self.notes.get(entry_point, "")))
+            else:
+                alongside.append(f"step {entry_point} was stopped (run {run_id} {status})")
+                reason = f"stopped: step {first.entry_point} failed"
+                self._append(StepRecord(entry_point, run_id, KILLED, duration, reason))
+        if not alongside:
+            return first
+        return StepFailedError(first.entry_point, first.run_id, first.cause, alongside=alongside)
 
 
 def _set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None:
     for name, value in tags.items():
         client.set_tag(run_id, name, value)
-
-
-def _append(result: PipelineResult, record: StepRecord, on_record: Callable[[StepRecord], None] | None) -> None:
-    result.records.append(record)
-    if on_record is not None:
-        on_record(record)
 
 
 def resolve_env_manager(requested: str, main_run_env_tag: str | None) -> str:

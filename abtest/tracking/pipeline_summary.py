@@ -11,12 +11,12 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from abtest.tracking import tags
-from abtest.tracking.pipeline import RAN, REUSED, StepRecord
+from abtest.tracking.pipeline import KILLED, RAN, REUSED, StepRecord
 
 # Steps whose metrics are copied onto main's run (prefixed with the entry point) as the headline numbers.
 SUMMARY_METRIC_STEPS: tuple[str, ...] = ("evaluate", "simulate")
 # Bookkeeping tags of the children, not results: left out of the summary.
-_NOT_SUMMARISED_TAGS = (tags.STEP, tags.CODE_VERSION, tags.UPSTREAM)
+_NOT_SUMMARISED_TAGS = (tags.STEP, tags.CODE_VERSION, tags.UPSTREAM, tags.HOST, tags.PID, tags.PROCESS_START)
 
 
 def step_table(records: Sequence[StepRecord]) -> pd.DataFrame:
@@ -47,6 +47,7 @@ def log_step_table(records: Sequence[StepRecord]) -> pd.DataFrame:
         {
             "steps_ran": float((table["outcome"] == RAN).sum()),
             "steps_reused": float((table["outcome"] == REUSED).sum()),
+            "steps_killed": float((table["outcome"] == KILLED).sum()),
         }
     )
     return table

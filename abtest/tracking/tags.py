@@ -17,10 +17,16 @@ SHORT_VALUE_CHARS = 500
 STEP = "abtest.step"  # the entry point, so lineage look-ups work with or without `mlflow run`
 ERROR = "abtest.error"  # on a failed step: "<Type>: <message>"
 RESOLVED_PREFIX = "abtest.resolved."  # + param name: the value used where `mlflow run` logged ""
+# Where the run's process runs, so a later main can tell a run whose process is gone (abtest/tracking/stale.py).
+HOST = "abtest.host"
+PID = "abtest.pid"
+PROCESS_START = "abtest.process_start"  # "<boot id>:<start in clock ticks since boot>" ("" off Linux)
+KILLED_REASON = "abtest.killed_reason"  # on a run main marked KILLED: why (process gone, stopped with a failure)
 # -- main and its reuse rule ------------------------------------------------------------------------------------
 CODE_VERSION = "abtest.code_version"
 UPSTREAM = "abtest.upstream"
 ENV_MANAGER = "abtest.env_manager"
+STALE_RUNS = "abtest.stale_runs"  # on main: the runs it found RUNNING with their process gone, marked KILLED
 # -- lineage between steps --------------------------------------------------------------------------------------
 PREPARE_RUN = "abtest.prepare_run"  # on training, evaluate, simulate runs and policy / router versions
 MODEL_URI = "abtest.model_uri"  # on a training run: its logged model
@@ -56,6 +62,9 @@ GUARDRAILS_HELD = "abtest.guardrails_held"  # "true" when every guardrail held i
 PLAN_OVERRIDDEN = "abtest.plan_overridden"  # "true" when analyze was told to change the planned primary metric
 ANALYZE_RUN = "abtest.analyze_run"  # on a promoted version and a ramped router run: the readout it acted on
 CHAMPION_ALIAS = "champion"  # MLflow's champion/challenger convention: the alias promote moves
+PROMOTION = "abtest.promotion"  # on a promote run: what moved where, on which readout
+PROMOTION_FORCED = "abtest.promotion_forced"  # promote run and moved-to version: "true" when -P force=true acted
+RAMPED_FROM = "abtest.ramped_from"  # on a ramped router version: the router version whose readout it ramps
 
 
 def policy_version(arm: str) -> str:

@@ -1,8 +1,8 @@
-"""Caching rules of abtest/tracking/pipeline.py, on a real SQLite store with a fake launcher (no subprocesses)."""
+"""The run loop of abtest/tracking/pipeline.py: order, concurrency, reuse and failures, on a real SQLite store
+with a fake launcher (no subprocesses; the real launcher is tested in test_launcher.py)."""
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,24 +11,26 @@ import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_ENTRY_POINT
 
+from abtest.tracking.launcher import StepFailedError
 from abtest.tracking.pipeline import (
     FAILED,
+    KILLED,
     PIPELINE,
     RAN,
     REUSED,
-    CacheKey,
     PipelineResult,
     Step,
-    StepFailedError,
     active_steps,
-    code_version,
+    is_generated_run_name,
     parse_bool,
+    pipeline_run_name,
     resolve_env_manager,
     run_pipeline,
     step_parameters,
+    step_run_name,
     steps_until,
-    stored_value,
 )
+from abtest.tracking.reuse import stored_value
 
 STEPS = (
     Step("prepare"),
@@ -46,26 +48,61 @@ DEFAULTS = {
 }
 
 
+class FakeSubmitted:
+    """A submitted step whose run exists at once; it ends when polled, unless its entry point is held."""
+
+    def __init__(self, launcher: FakeLauncher, entry_point: str, run_id: str) -> None:
+        self.launcher, self.entry_point, self.run_id = launcher, entry_point, run_id
+
+    def done(self) -> bool:
+        return self.entry_point not in self.launcher.held
+
+    def result(self) -> str:
+        self.launcher.running.discard(self.entry_point)
+        if self.entry_point in self.launcher.failing:
+            MlflowClient().set_terminated(self.run_id, "FAILED")
+            raise StepFailedError(self.entry_point, self.run_id, "boom")
+        MlflowClient().set_terminated(self.run_id, "FINISHED")
+        return self.run_id
+
+    def cancel(self, reason: str) -> str:
+        self.launcher.running.discard(self.entry_point)
+        self.launcher.cancelled[self.entry_point] = reason
+        MlflowClient().set_terminated(self.run_id, "KILLED")
+        return "KILLED"
+
+
 class FakeLauncher:
-    """Creates the run `mlflow run` would create (entry point tag, params stored quoted), FINISHED or FAILED."""
+    """Creates the run `mlflow run` would create (entry point tag, run name, params stored quoted).
 
-    def __init__(self, experiment_id: str, failing: frozenset[str] = frozenset()) -> None:
+    ``running_beside`` records, for each launch, the steps already running when it was submitted.
+    """
+
+    def __init__(self, experiment_id: str) -> None:
         self.experiment_id = experiment_id
-        self.failing = set(failing)
+        self.failing: set[str] = set()
+        self.held: set[str] = set()  # steps that do not end by themselves (cancelled or held forever)
         self.launched: list[str] = []
+        self.running: set[str] = set()
+        self.running_beside: dict[str, set[str]] = {}
+        self.cancelled: dict[str, str] = {}
+        self.waited: dict[str, bool] = {}
 
-    def __call__(self, entry_point: str, parameters: Mapping[str, str]) -> str:
+    def __call__(
+        self, entry_point: str, parameters: Mapping[str, str], *, run_name: str | None = None, wait: bool = False
+    ):
         client = MlflowClient()
-        run = client.create_run(self.experiment_id, tags={MLFLOW_PROJECT_ENTRY_POINT: entry_point})
+        run = client.create_run(
+            self.experiment_id, tags={MLFLOW_PROJECT_ENTRY_POINT: entry_point}, run_name=run_name
+        )
         stored = {k: stored_value(v) for k, v in {**DEFAULTS[entry_point], **parameters}.items()}
         for key, value in stored.items():
             client.log_param(run.info.run_id, key, value)
         self.launched.append(entry_point)
-        if entry_point in self.failing:
-            client.set_terminated(run.info.run_id, "FAILED")
-            raise StepFailedError(entry_point, run.info.run_id, "boom")
-        client.set_terminated(run.info.run_id, "FINISHED")
-        return run.info.run_id
+        self.waited[entry_point] = wait
+        self.running_beside[entry_point] = set(self.running)
+        self.running.add(entry_point)
+        return FakeSubmitted(self, entry_point, run.info.run_id)
 
 
 def _run(launcher: FakeLauncher, user_params: Mapping[str, str] | None = None, *, version="c1", force=False):
@@ -91,13 +128,6 @@ def launcher(tmp_path: Path, request: pytest.FixtureRequest) -> FakeLauncher:
 
 def _outcomes(result: PipelineResult) -> dict[str, str]:
     return {r.entry_point: r.outcome for r in result.records}
-
-
-def test_values_are_compared_as_mlflow_stores_them() -> None:
-    assert stored_value("") == "''"
-    assert stored_value(63) == "63"
-    assert stored_value("a b") == "'a b'"
-    assert stored_value("/tmp/x.zip") == "/tmp/x.zip"
 
 
 def test_second_identical_run_reuses_every_step(launcher: FakeLauncher) -> None:
@@ -196,19 +226,6 @@ def test_side_effect_step_reused_only_while_latest(launcher: FakeLauncher) -> No
     assert third.run_ids["register"] != first.run_ids["register"]
 
 
-def test_cache_key_explains_a_mismatch(launcher: FakeLauncher) -> None:
-    result = _run(launcher)
-    run = MlflowClient().get_run(result.run_ids["train_b"])
-    key = CacheKey.build(
-        STEPS[2],
-        defaults=DEFAULTS["train_b"],
-        passed={"num_leaves": "63", "prepare_run": result.run_ids["prepare"]},
-        upstream_runs=result.run_ids,
-        code_version="c1",
-    )
-    assert key.mismatch(run) == "params (stored, wanted) {'num_leaves': ('31', '63')}"
-
-
 def test_active_steps_drop_missing_entry_points() -> None:
     steps = active_steps({"prepare", "train_b", "evaluate", "main"})
     assert [s.entry_point for s in steps] == ["prepare", "train_b", "evaluate"]
@@ -245,39 +262,6 @@ def test_force_parameter_is_strict() -> None:
         parse_bool("force", "ture")
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def test_code_version_is_commit_plus_hash_of_relevant_changes(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    (repo / "steps").mkdir(parents=True)
-    (repo / "steps" / "train.py").write_text("x = 1\n")
-    (repo / "MLproject").write_text("name: t\n")
-    (repo / "README.md").write_text("hi\n")
-    _git(repo, "init", "-q")
-    _git(repo, "add", ".")
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
-    commit = _git(repo, "rev-parse", "HEAD")
-    assert code_version(repo) == commit
-
-    (repo / "README.md").write_text("docs do not change results\n")
-    assert code_version(repo) == commit
-
-    (repo / "steps" / "train.py").write_text("x = 2\n")
-    edited = code_version(repo)
-    assert edited.startswith(commit + "+")
-    (repo / "steps" / "new.py").write_text("y = 1\n")  # untracked code counts too
-    assert code_version(repo) not in (commit, edited)
-    (repo / "steps" / "new.py").unlink()
-    assert code_version(repo) == edited  # same content, same version
-
-    plain = tmp_path / "plain"
-    (plain / "steps").mkdir(parents=True)
-    (plain / "steps" / "train.py").write_text("x = 2\n")
-    assert code_version(plain).startswith("nogit+")
-
-
 def test_main_rejects_a_parameter_no_step_takes_or_of_the_wrong_type() -> None:
     from steps.cli import entry_points
     from steps.main import check_user_parameters
@@ -305,3 +289,111 @@ def test_step_table_renders_as_markdown() -> None:
         "| prepare | abc | reused | 0.12 |  |",
         "| train_b |  | failed | 2.0 | x\\|y |",
     ]
+
+
+def test_independent_steps_run_together_and_the_table_keeps_pipeline_order(launcher: FakeLauncher) -> None:
+    result = _run(launcher)
+    # Which steps run together follows from the upstream sets, nothing lists pairs: train_b was submitted while
+    # train_a ran, and this DAG's register (upstream train_a, train_b) beside evaluate.
+    assert launcher.running_beside == {
+        "prepare": set(),
+        "train_a": set(),
+        "train_b": {"train_a"},
+        "evaluate": set(),
+        "register": {"evaluate"},
+    }
+    # A step with nothing beside it is run to its end; the others are submitted without waiting.
+    assert launcher.waited == {
+        "prepare": True,
+        "train_a": False,
+        "train_b": False,
+        "evaluate": False,
+        "register": False,
+    }
+    assert [r.entry_point for r in result.records] == [s.entry_point for s in STEPS]
+
+
+def test_a_failure_stops_the_step_beside_it_and_names_both(launcher: FakeLauncher) -> None:
+    launcher.failing, launcher.held = {"train_b"}, {"train_a"}
+    result = PipelineResult()
+    with pytest.raises(StepFailedError) as raised:
+        run_pipeline(
+            STEPS,
+            user_params={},
+            declared={name: list(params) for name, params in DEFAULTS.items()},
+            defaults=DEFAULTS,
+            code_version="c1",
+            experiment_id=launcher.experiment_id,
+            launch=launcher,
+            result=result,
+        )
+    records = {r.entry_point: r for r in result.records}
+    train_a, train_b = records["train_a"].run_id, records["train_b"].run_id
+    assert str(raised.value) == (
+        f"step train_b failed (run {train_b}): boom; step train_a was stopped (run {train_a} KILLED)"
+    )
+    assert _outcomes(result) == {"prepare": RAN, "train_a": KILLED, "train_b": FAILED}
+    assert records["train_a"].reason == "stopped: step train_b failed"
+    assert launcher.cancelled == {"train_a": "stopped because step train_b failed: boom"}
+    assert MlflowClient().get_run(train_a).info.status == "KILLED"
+    assert launcher.launched == ["prepare", "train_a", "train_b"]  # nothing after them started
+    assert "train_a" not in result.run_ids
+
+
+def test_notes_reach_the_reason_column_of_the_step_that_ran(launcher: FakeLauncher) -> None:
+    result = run_pipeline(
+        STEPS[:2],
+        user_params={},
+        declared={name: list(params) for name, params in DEFAULTS.items()},
+        defaults=DEFAULTS,
+        code_version="c1",
+        experiment_id=launcher.experiment_id,
+        launch=launcher,
+        notes={"train_a": "stale run abc marked KILLED"},
+    )
+    assert [(r.entry_point, r.reason) for r in result.records] == [
+        ("prepare", ""),
+        ("train_a", "stale run abc marked KILLED"),
+    ]
+
+
+def test_child_runs_are_named_after_the_step_and_the_parameters_the_user_set(launcher: FakeLauncher) -> None:
+    result = _run(launcher, {"num_leaves": "63", "data_path": "/data/ml-100k.zip"})
+    names = {entry: MlflowClient().get_run(run_id).info.run_name for entry, run_id in result.run_ids.items()}
+    assert names == {
+        "prepare": "prepare data_path=ml-100k.zip",
+        "train_a": "train_a",
+        "train_b": "train_b num_leaves=63",
+        "evaluate": "evaluate",
+        "register": "register",
+    }
+    assert step_run_name(Step("router", renames={"router_split": "split"}), {"split": "0.2"}) == "router split=0.2"
+
+
+def test_main_is_named_after_the_pipeline_and_keeps_a_name_the_user_gave() -> None:
+    defaults = {"dataset": "ml-100k", "split": "temporal"}
+    assert pipeline_run_name({}, defaults, until="", force=False) == "main ml-100k temporal"
+    assert (
+        pipeline_run_name({"split": "autoint"}, defaults, until="evaluate", force=True)
+        == "main ml-100k autoint until=evaluate force"
+    )
+    assert is_generated_run_name("receptive-rook-141")
+    assert not is_generated_run_name("my-run-1")
+    assert not is_generated_run_name("nightly ml-1m")
+
+
+def test_analyze_follows_simulate_and_is_skipped_until_mlproject_has_it() -> None:
+    names = [s.entry_point for s in PIPELINE]
+    assert names[names.index("simulate") + 1] == "analyze"
+    assert PIPELINE[names.index("analyze")].upstream == ("prepare", "router", "simulate")
+    without = active_steps(set(names) - {"analyze"})
+    assert [s.entry_point for s in without] == names[:-1]
+    analyze = active_steps(set(names))[-1]
+    declared = ["prepare_run", "router_run", "simulate_run"]
+    runs = {"prepare": "p", "router": "r", "simulate": "s"}
+    # main passes analyze its upstream run ids and nothing it does not declare (alpha, seed, days...).
+    assert step_parameters(analyze, declared, {"alpha": "0.1", "days": "3"}, runs) == {
+        "prepare_run": "p",
+        "router_run": "r",
+        "simulate_run": "s",
+    }

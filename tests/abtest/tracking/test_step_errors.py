@@ -9,8 +9,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from abtest.config import PROJECT_DIR
+from abtest.tracking.launcher import StepFailedError, failure_reason, mlflow_launcher
 from abtest.tracking.lineage import step_run
-from abtest.tracking.pipeline import StepFailedError, failure_reason, mlflow_launcher
 from abtest.tracking.tags import ERROR as ERROR_TAG
 from abtest.tracking.tags import SHORT_VALUE_CHARS as ERROR_TAG_CHARS
 from abtest.tracking.tags import STEP as STEP_TAG
@@ -94,7 +94,7 @@ def test_launcher_puts_the_step_error_in_step_failed_error(
     experiment_id = mlflow.get_experiment_by_name("abtest-fresh").experiment_id
     launch = mlflow_launcher(project_uri=str(project), env_manager="local", experiment_id=experiment_id)
     with pytest.raises(StepFailedError) as raised:
-        launch("boom", {"split": "2.0"})
+        launch("boom", {"split": "2.0"}).result()
     failure = raised.value
     assert failure.run_id is not None
     assert str(failure) == (
@@ -102,7 +102,7 @@ def test_launcher_puts_the_step_error_in_step_failed_error(
     )
 
     with pytest.raises(StepFailedError) as raised:
-        launch("early", {})
+        launch("early", {}).result()
     early = raised.value
     assert str(early) == (
         f"step early failed (run {early.run_id}): "
@@ -111,7 +111,7 @@ def test_launcher_puts_the_step_error_in_step_failed_error(
     assert MlflowClient().get_run(early.run_id).info.status == "FAILED"
 
     with pytest.raises(StepFailedError) as raised:
-        launch("late", {})
+        launch("late", {}).result()
     assert str(raised.value).endswith("RuntimeError: the summary after the run failed")
 
 
