@@ -34,6 +34,7 @@ these classes, so both keep the one layout of ``ab_router.records``:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -287,7 +288,8 @@ class DirectorySink(RecordSink):
             except OSError as exc:
                 # Abandon this file: its torn tail must stay its last line, so the next batch goes to a new file.
                 del self._files[table]
-                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.close(fd)
                 raise OSError(f"{path}: could not append {batch.length} {table} records: {exc}") from exc
         return batch.length
 
