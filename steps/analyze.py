@@ -8,7 +8,8 @@ the experiment's identity (name, version, ``salt`` unless given), its split and 
 ``abtest.analysis_plan``; absent = ``AnalysisPlan()`` defaults, said in the readout); the window ``start`` /
 ``end`` (UTC ISO 8601, "" = all); ``prepare_run`` ("" = the version's), whose training interactions give CUPED's
 pre-period covariate; ``primary_metric`` ("" = the plan's; another one is refused unless ``override_plan=true``);
-``events`` (outcome names beyond ``click``, comma-separated); ``seed``.
+``events`` (outcome names beyond ``click``, comma-separated); ``seed`` (range-checked only: the analysis
+draws nothing at random; declared so main's one seed reaches every step).
 Outputs (this run): ``readout/readout.html`` (decision, health badges, results table, figures, guardrails, plan,
 per day), ``readout/readout.json``, ``readout/{results,daily,guardrails,health}.csv``; headline metrics
 (``ctr_lift_abs``, ``ctr_prob_b_better``, ``srm_p_value``, ...); per-day metric histories ``daily_<column>`` with

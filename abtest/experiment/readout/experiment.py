@@ -54,6 +54,7 @@ HEALTH_CHECKS: dict[str, str] = {
     "srm_daily": "each day's newly assigned users match the split",
     "users_in_both_arms": "no user was served by both arms (assignment is sticky)",
     "impressions_without_decision": "every impression follows a router decision",
+    "outcomes_without_impression": "every outcome follows an impression of its item",
     "requests_never_shown": "every scored request led to an impression",
     "duplicates": "no decision, impression or outcome was recorded twice",
     "events_outside_window": "no impression or outcome of the experiment's requests falls outside the window",
