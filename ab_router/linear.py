@@ -7,10 +7,10 @@ half its users to policy A, so that overhead set its latency (1.46x PolicyB's p5
 What: :func:`compile_pipeline` reads the fitted parameters of the components policy A is built from
 (``ColumnTransformer``, ``SimpleImputer``, ``StandardScaler``, ``OneHotEncoder(handle_unknown="ignore")``,
 passthrough, then ``LogisticRegression``) and returns a scorer computing the same probabilities. It refuses
-anything else (:class:`UnsupportedPipelineError`), and :func:`fast_scorer` uses the compiled scorer only after
-checking it against the pipeline's own ``predict_proba`` on probe rows (real feature rows plus the same rows with
-missing numbers and unknown category codes); on any difference it keeps the pipeline: scikit-learn stays the
-reference.
+anything else (:class:`UnsupportedPipelineError`), and :func:`checked_compile` hands out the compiled scorer only
+after checking it against the pipeline's own ``predict_proba`` on probe rows (real feature rows plus the same rows
+with missing numbers and unknown category codes); on any difference it keeps the pipeline: scikit-learn stays the
+reference. The router calls the compiled scorer on its feature matrix (:meth:`LinearScorer.matrix_predictor`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.special import expit
+
+from ab_router.policy import column_order
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +120,30 @@ class LinearScorer:
             values = step(values)
         return values
 
+    def probability(self, values: np.ndarray) -> np.ndarray:
+        """P(positive) of each row of a float matrix of ``columns``.
+
+        The dot product is einsum's, which adds each row's terms in one order whatever the batch: BLAS's
+        matrix-vector product (``@``) blocks rows, so a row's last bits depended on the batch around it.
+        """
+        return expit(np.einsum("ij,j->i", self.transform(values), self.coef) + self.intercept)
+
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """P(positive), 1-D, for a frame holding (at least) ``columns``."""
-        values = frame.loc[:, list(self.columns)].to_numpy(dtype=np.float64)
-        return expit(self.transform(values) @ self.coef + self.intercept)
+        return self.probability(frame.loc[:, list(self.columns)].to_numpy(dtype=np.float64))
+
+    def matrix_predictor(self) -> Callable[[np.ndarray], np.ndarray]:
+        """P(positive), 1-D, for the router's feature matrix (float64, FEATURE_COLUMNS order): no frame at all.
+
+        The numbers are :meth:`predict`'s on the typed frame of the same rows (a frame's int64 codes reach it
+        as the same float64 values the matrix holds).
+        """
+        take = column_order(self.columns, model="the compiled policy A")
+
+        def predict(matrix: np.ndarray) -> np.ndarray:
+            return self.probability(matrix if take is None else matrix[:, take])
+
+        return predict
 
 
 def _column_transformer(transformer, columns: tuple[str, ...]) -> Callable[[np.ndarray], np.ndarray]:
@@ -193,28 +215,32 @@ def probe_rows(example: pd.DataFrame, integer_columns: Sequence[str]) -> pd.Data
     return pd.concat([example, missing, unknown, unseen], ignore_index=True)
 
 
-def fast_scorer(pipeline, probe: pd.DataFrame) -> Callable[[pd.DataFrame], np.ndarray]:
-    """The compiled scorer when it reproduces ``pipeline.predict_proba`` on ``probe``, else predict_proba's P(1).
-
-    Either way the result maps a feature frame to a 1-D array of P(positive).
-    """
-
-    def reference(frame: pd.DataFrame) -> np.ndarray:
-        return pipeline.predict_proba(frame)[:, 1]
-
+def checked_compile(pipeline, probe: pd.DataFrame) -> LinearScorer | None:
+    """The compiled pipeline if it reproduces ``pipeline.predict_proba`` on ``probe``, else None (logged why)."""
     try:
         scorer = compile_pipeline(pipeline)
-        difference = float(np.max(np.abs(scorer.predict(probe) - reference(probe))))
+        difference = float(np.max(np.abs(scorer.predict(probe) - pipeline.predict_proba(probe)[:, 1])))
     except UnsupportedPipelineError as exc:
         log.info("policy A keeps scikit-learn's predict_proba: %s", exc)
-        return reference
+        return None
     except (KeyError, ValueError) as exc:  # probe rows the pipeline or the compiled scorer cannot read
         log.warning("policy A keeps scikit-learn's predict_proba: probe failed (%s)", exc)
-        return reference
+        return None
     if not difference <= MATCH_TOLERANCE:
         log.warning(
             "policy A keeps scikit-learn's predict_proba: the compiled scorer differs by %.3g on probe rows",
             difference,
         )
-        return reference
+        return None
+    return scorer
+
+
+def fast_scorer(pipeline, probe: pd.DataFrame) -> Callable[[pd.DataFrame], np.ndarray]:
+    """The compiled scorer when it reproduces ``pipeline.predict_proba`` on ``probe``, else predict_proba's P(1).
+
+    Either way the result maps a feature frame to a 1-D array of P(positive).
+    """
+    scorer = checked_compile(pipeline, probe)
+    if scorer is None:
+        return lambda frame: pipeline.predict_proba(frame)[:, 1]
     return scorer.predict

@@ -38,16 +38,23 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
-from threadpoolctl import ThreadpoolController
 
 from ab_router.arms import EXPERIMENT_ARMS, TREATMENT, policy_arm
 from ab_router.assignment import AssignmentConfig, assign_arms, check_split
 from ab_router.decision_log import DecisionLog, model_directory, request_ids, router_identity
-from ab_router.features import FeatureLookup
-from ab_router.linear import fast_scorer, probe_rows
-from ab_router.policy import Predictor, positive_scores
+from ab_router.features import FeatureLookup, pair_ids
+from ab_router.linear import MATCH_TOLERANCE, checked_compile, probe_rows
+from ab_router.policy import MatrixScorer, booster_scorer, frame_scorer, positive_scores
 from ab_router.records import REQUEST_ID
-from ab_router.schema import ITEM_ID, ROUTER_OUTPUT, USER_ID, feature_dtypes, to_feature_frame
+from ab_router.schema import (
+    FEATURE_COLUMNS,
+    ITEM_ID,
+    ROUTER_OUTPUT,
+    ROUTER_OUTPUT_COLUMNS,
+    USER_ID,
+    feature_dtypes,
+    to_feature_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,23 +143,37 @@ class _NativePredictor:
     predict: Callable[[pd.DataFrame], Any]
 
 
-def native_scorer(model: mlflow.pyfunc.PyFuncModel, probe: pd.DataFrame | None = None) -> Predictor:
-    """The policy's native model when its flavor is known, else the pyfunc model itself.
+def native_scorer(model: mlflow.pyfunc.PyFuncModel, probe: pd.DataFrame) -> MatrixScorer:
+    """How the router scores a policy: on its feature matrix when the flavor allows, else on a typed frame.
 
-    The router hands each policy a frame that ``to_feature_frame`` already typed to the schema, so the policy's
-    pyfunc schema enforcement would only repeat that check: it was most of a single-row LightGBM call (~3.6 of
-    4.2 ms). Calling the native model skips it; an unknown flavor keeps the pyfunc path. A scikit-learn
-    pipeline is compiled to numpy (``ab_router.linear``) when it reproduces ``predict_proba`` on ``probe``.
+    The router assembles each request's features as a float64 matrix (``FeatureLookup.rows``); building a frame
+    for it, and the policy's pyfunc schema enforcement on that frame, were most of a request's time. A LightGBM
+    Booster predicts on the matrix; a scikit-learn pipeline is compiled to numpy (``ab_router.linear``). Each
+    fast path is used only if it reproduces the policy's own model on ``probe`` (typed feature rows with
+    missing numbers and unknown codes); otherwise, and for an unknown flavor, the policy gets a frame: its
+    native model's (no second schema check), or the pyfunc's.
     """
     flavors = model.metadata.flavors
     raw = model.get_raw_model()
     if "lightgbm" in flavors and hasattr(raw, "predict") and not hasattr(raw, "predict_proba"):
-        return _NativePredictor(raw.predict)  # a Booster: predict is P(positive)
+        # A Booster: predict is P(positive). Its reference is the policy's pyfunc, what the router used to call.
+        try:
+            fast = booster_scorer(raw)
+            matrix = probe.loc[:, list(FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
+            difference = float(np.max(np.abs(fast(matrix) - positive_scores(model, probe))))
+        except (ValueError, MlflowException) as exc:
+            log.warning("policy B is scored on a frame: the booster cannot score the feature matrix (%s)", exc)
+        else:
+            if difference <= MATCH_TOLERANCE:
+                return MatrixScorer("lightgbm Booster", fast)
+            log.warning("policy B is scored on a frame: Booster.predict on the matrix differs by %.3g", difference)
+        return MatrixScorer("predict on a frame", frame_scorer(_NativePredictor(raw.predict)))
     if "sklearn" in flavors and hasattr(raw, "predict_proba"):
-        if probe is None:
-            return _NativePredictor(raw.predict_proba)
-        return _NativePredictor(fast_scorer(raw, probe))
-    return model
+        compiled = checked_compile(raw, probe)
+        if compiled is not None:
+            return MatrixScorer("compiled pipeline", compiled.matrix_predictor())
+        return MatrixScorer("predict_proba on a frame", frame_scorer(_NativePredictor(raw.predict_proba)))
+    return MatrixScorer("pyfunc on a frame", frame_scorer(model))
 
 
 def probe_features(lookup: FeatureLookup, user_ids: np.ndarray, item_ids: np.ndarray) -> pd.DataFrame:
@@ -184,7 +205,6 @@ class ABRouterModel(mlflow.pyfunc.PythonModel):
                 "results here may differ from the served router (mlflow models serve uses the bundled code)"
             )
         artifacts = context.artifacts
-        self.threads = ThreadpoolController()
         self.policies = {arm: mlflow.pyfunc.load_model(artifacts[key]) for arm, key in POLICY_ARTIFACTS.items()}
         user_table = pd.read_parquet(artifacts[USER_FEATURES_ARTIFACT])
         item_table = pd.read_parquet(artifacts[ITEM_FEATURES_ARTIFACT])
@@ -197,7 +217,21 @@ class ABRouterModel(mlflow.pyfunc.PythonModel):
         )
         probe = probe_features(self.features, user_ids, item_ids)
         self.scorers = {arm: native_scorer(model, probe) for arm, model in self.policies.items()}
-        log.info("router loaded: %s, arms %s", self.assignment, self.arms)
+        # Per arm (EXPERIMENT_ARMS order), the answer's string columns, which each request takes rows from.
+        # Object arrays, as empty_output's: a pandas string array costs ~30 us per take, a tenth of a request.
+        self.arm_columns = {
+            "policy": np.array(EXPERIMENT_ARMS, dtype=object),
+            **{
+                column: np.array([self.arms[arm][column] for arm in EXPERIMENT_ARMS], dtype=object)
+                for column in ("model_name", "model_version")
+            },
+        }
+        log.info(
+            "router loaded: %s, arms %s, scored by %s",
+            self.assignment,
+            self.arms,
+            {arm: scorer.kind for arm, scorer in self.scorers.items()},
+        )
         identity = router_identity(
             model_directory(artifacts[USER_FEATURES_ARTIFACT]), config_name=str(config.get("router_name") or "")
         )
@@ -236,36 +270,21 @@ class ABRouterModel(mlflow.pyfunc.PythonModel):
         if len(model_input) == 0:
             # Nothing to score: the policies' preprocessing rejects zero rows, so answer with no rows here.
             return empty_output()
-        pairs = model_input.loc[:, [USER_ID, ITEM_ID]].reset_index(drop=True)
-        assigned = assign_arms(pairs[USER_ID].to_numpy(), assignment)
-        policy = np.full(len(pairs), force_policy) if force_policy else assigned.policy
-        features = self.features.assemble(pairs)
-        scores = np.full(len(pairs), np.nan)
-        # Each policy scores only its own rows: the router costs one model call per arm, not two per row.
-        # One OpenMP thread: LightGBM's default (all cores) spin-waits for ~20 ms per small request on a busy
-        # machine and gains nothing on 10,000 rows; a server scales with workers instead.
-        with self.threads.limit(limits=1, user_api="openmp"):
-            for arm in EXPERIMENT_ARMS:
-                rows = policy == arm
-                if rows.all():  # one arm only (every single-row request): skip the boolean row selection
-                    scores = positive_scores(self.scorers[arm], to_feature_frame(features))
-                elif rows.any():
-                    scores[rows] = positive_scores(self.scorers[arm], to_feature_frame(features.loc[rows]))
-        names = np.array([self.arms[arm]["model_name"] for arm in EXPERIMENT_ARMS], dtype=object)
-        versions = np.array([self.arms[arm]["model_version"] for arm in EXPERIMENT_ARMS], dtype=object)
-        arm_index = (policy == TREATMENT).astype(np.int64)
-        output = pd.DataFrame(
+        user_ids, item_ids = pair_ids(model_input)
+        assigned = assign_arms(user_ids, assignment)
+        policy = np.full(len(user_ids), force_policy) if force_policy else assigned.policy
+        features = self.features.rows(user_ids, item_ids)
+        arm_index = (policy == TREATMENT).astype(np.intp)  # position in EXPERIMENT_ARMS: 0 = A, 1 = B
+        output = output_frame(
             {
-                USER_ID: features[USER_ID].to_numpy(dtype=np.int64),
-                ITEM_ID: features[ITEM_ID].to_numpy(dtype=np.int64),
-                "policy": policy.astype(object),
-                "model_name": names[arm_index],
-                "model_version": versions[arm_index],
-                "score": scores,
+                USER_ID: user_ids,
+                ITEM_ID: item_ids,
+                **{column: values.take(arm_index) for column, values in self.arm_columns.items()},
+                "score": self._scores(policy, features.matrix),
                 "bucket": assigned.bucket,
-                "cold_user": features["cold_user"].to_numpy(dtype=bool),
-                "cold_item": features["cold_item"].to_numpy(dtype=bool),
-                REQUEST_ID: request_ids(model_input),
+                "cold_user": features.cold_user,
+                "cold_item": features.cold_item,
+                REQUEST_ID: np.array(request_ids(model_input), dtype=object),
             }
         )
         if self.decision_log is not None:
@@ -276,3 +295,29 @@ class ABRouterModel(mlflow.pyfunc.PythonModel):
                 output, event_time=event_time, assignment=assignment, forced=forced, latency_ms=latency_ms
             )
         return output
+
+    def _scores(self, policy: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """Each row's score from its arm's policy: one model call per arm present, on that arm's rows only."""
+        scores = np.full(len(matrix), np.nan)
+        for arm in EXPERIMENT_ARMS:
+            rows = policy == arm
+            if rows.all():  # one arm only (every single-row request): skip the boolean row selection
+                return self.scorers[arm].score(matrix)
+            if rows.any():
+                scores[rows] = self.scorers[arm].score(matrix[rows])
+        return scores
+
+
+_OUTPUT_INDEX = pd.Index(ROUTER_OUTPUT_COLUMNS)
+
+
+def output_frame(outputs: Mapping[str, Any]) -> pd.DataFrame:
+    """The answer: one array per ROUTER_OUTPUT column (equal lengths, final dtypes), in ROUTER_OUTPUT's order.
+
+    pandas' public constructor re-checks and re-infers every column (~0.3 ms for these columns, a third of a
+    single-row request); these arrays already have their dtypes, so they go into the frame as they are.
+    """
+    arrays = [outputs[column] for column in ROUTER_OUTPUT_COLUMNS]
+    return pd.DataFrame._from_arrays(
+        arrays, columns=_OUTPUT_INDEX, index=pd.RangeIndex(len(arrays[0])), verify_integrity=False
+    )

@@ -189,3 +189,17 @@ def to_feature_frame(frame: pd.DataFrame) -> pd.DataFrame:
     if all(selected[c].dtype == dtypes[c] for c in FEATURE_COLUMNS):
         return selected  # the router's hot path: already typed, skip pandas' NaN-checking casts
     return selected.astype(dtypes)
+
+
+def feature_frame(matrix: np.ndarray) -> pd.DataFrame:
+    """The feature frame of a float64 matrix whose columns are FEATURE_COLUMNS, typed as ``to_feature_frame`` does.
+
+    The router scores such matrices (``ab_router.features.FeatureRows``); a policy that only reads frames (an
+    unknown flavour, an uncompiled pipeline) gets this frame of them.
+    """
+    if matrix.ndim != 2 or matrix.shape[1] != len(FEATURE_COLUMNS):
+        raise ValueError(
+            f"a feature matrix needs one column per feature ({len(FEATURE_COLUMNS)}), got shape {matrix.shape}"
+        )
+    dtypes = feature_dtypes()
+    return pd.DataFrame({c: matrix[:, k].astype(dtypes[c]) for k, c in enumerate(FEATURE_COLUMNS)})
