@@ -10,6 +10,9 @@ pairs' feature rows, assembled by the router's own feature look-up (what a clien
   router / policy B.
 - In process, on the same 10,000 rows: router ``predict`` (as configured, and forced to B) vs policy B's pyfunc
   vs the raw ``lightgbm.Booster.predict`` on the assembled feature matrix (the physical limit of this model).
+- Decision log (``ABTEST_DECISION_LOG``): the router served with logging off, to a directory and to SQLite, one
+  after the other: single-row p50 and 10,000-row rows/s over HTTP, and the same rows' CPU time in process; the
+  ratios to "off" are the logging's cost (issue 14: at most 10%).
 - Soak: 16 clients for ``--soak-s`` seconds against the served router (stops by itself): errors, latency
   percentiles per 10 s window, server RSS (VmRSS summed over the server's process tree) at start and end.
 
@@ -36,6 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from unittest.mock import patch
 
 import mlflow
 import numpy as np
@@ -43,6 +47,7 @@ import pandas as pd
 import requests
 
 from ab_router.arms import TREATMENT, policy_arm
+from ab_router.records import DECISION_LOG_ENV
 from ab_router.schema import ITEM_ID, USER_ID, to_feature_frame
 from abtest.experiment.router_client import request_body, resolve_router
 from abtest.tracking.lineage import load_prepared
@@ -75,6 +80,8 @@ ROUTER_P50_BOUND = 1.25  # router single-row p50 <= 1.25x policy B's
 IN_PROCESS_BOUND = 0.5  # router in-process rows/s >= 50% of Booster.predict's
 HEADERS = {"Content-Type": "application/json"}
 FORCED_B_P50 = "single p50 ms, router forced to B"
+DECISION_LOG_SINKS: tuple[str, ...] = ("off", "directory", "sqlite")
+DECISION_LOG_BOUND = 1.10  # logging adds at most 10% to single-row p50 and to a 10,000-row request's time
 
 
 # --------------------------------------------------------------------------------------------------- building
@@ -233,6 +240,76 @@ class Rates:
     cpu: float
 
 
+# --------------------------------------------------------------------------------------------------- decision log
+def decision_log_env(sink: str, root: Path) -> dict[str, str]:
+    """The serving environment of one decision-log setting (a fresh sink under ``root``)."""
+    targets = {"off": "", "directory": str(root / "decision-log"), "sqlite": f"sqlite:///{root / 'decisions.db'}"}
+    return {DECISION_LOG_ENV: targets[sink]}
+
+
+def measure_decision_log(workload: Workload, root: Path, *, big_repeats: int) -> dict[str, dict[str, float]]:
+    """Per setting (off, directory, sqlite): HTTP single-row p50 and 10,000-row rows/s, in-process CPU times."""
+    results: dict[str, dict[str, float]] = {}
+    big_rows = len(workload.pairs)
+    single_pairs = [workload.pairs.iloc[[i]] for i in range(len(workload.router_single))]
+    for sink in DECISION_LOG_SINKS:
+        env = decision_log_env(sink, root)
+        with served_model(ROUTER_URI, env=env) as url, requests.Session() as session:
+            log.info("decision log %s: measuring %s", sink, url)
+            for body in workload.router_single[:20]:
+                _post(session, url, body)
+            single = [_post(session, url, body) for body in workload.router_single]
+            big = [_post(session, url, workload.router_big) for _ in range(big_repeats)]
+        with patch.dict(os.environ, env):  # read by the router's load_context
+            model = mlflow.pyfunc.load_model(ROUTER_URI)
+        model.predict(workload.pairs)
+        big_cpu, single_cpu = [], []
+        for _ in range(big_repeats):
+            started = time.process_time()
+            model.predict(workload.pairs)
+            big_cpu.append(time.process_time() - started)
+        started = time.process_time()
+        for pairs in single_pairs:
+            model.predict(pairs)
+        single_cpu.append((time.process_time() - started) / len(single_pairs))
+        results[sink] = {
+            "single p50 ms": percentile(single, 50) * 1000,
+            f"{big_rows:,}-row rows/s": big_rows / median(big),
+            f"in process {big_rows:,} rows CPU ms": median(big_cpu) * 1000,
+            "in process single row CPU ms": median(single_cpu) * 1000,
+        }
+    return results
+
+
+def decision_log_table(results: Mapping[str, Mapping[str, float]]) -> str:
+    """Each setting's figures and their ratio to logging off."""
+    off = results["off"]
+    rows = [
+        [metric, *(results[sink][metric] for sink in DECISION_LOG_SINKS)]
+        + [results[sink][metric] / off[metric] for sink in DECISION_LOG_SINKS[1:]]
+        for metric in off
+    ]
+    header = ["metric", *DECISION_LOG_SINKS, *(f"{sink} / off" for sink in DECISION_LOG_SINKS[1:])]
+    return markdown_table(header, rows)
+
+
+def decision_log_targets(results: Mapping[str, Mapping[str, float]]) -> list[list[object]]:
+    """Issue 14's cost targets: p50 at most 10% higher, 10,000-row throughput at most 10% lower (time +10%)."""
+    off = results["off"]
+    rows: list[list[object]] = []
+    for sink in DECISION_LOG_SINKS[1:]:
+        p50 = results[sink]["single p50 ms"] / off["single p50 ms"]
+        big = next(metric for metric in off if metric.endswith("-row rows/s"))
+        slowdown = off[big] / results[sink][big]
+        rows += [
+            [f"decision log on ({sink}): single-row p50 / off", f"<= {DECISION_LOG_BOUND}", p50,
+             _status(p50 <= DECISION_LOG_BOUND)],
+            [f"decision log on ({sink}): 10,000-row request time / off", f"<= {DECISION_LOG_BOUND}", slowdown,
+             _status(slowdown <= DECISION_LOG_BOUND)],
+        ]  # fmt: skip
+    return rows
+
+
 # --------------------------------------------------------------------------------------------------- soak
 @dataclass(frozen=True)
 class SoakResult:
@@ -388,6 +465,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--big-repeats", type=int, default=5)
     parser.add_argument("--in-process-repeats", type=int, default=7)
     parser.add_argument("--soak-s", type=float, default=60.0, help="0 = no soak")
+    parser.add_argument("--no-decision-log", action="store_true", help="skip the decision log's cost")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--code", choices=("head", "worktree"), default="head", help="which code to snapshot")
     args = parser.parse_args(argv)
@@ -421,6 +499,11 @@ def main(argv: Sequence[str] | None = None) -> str:
                     big_repeats=args.big_repeats,
                     forced_b=forced_b,
                 )
+        logging_cost = (
+            None
+            if args.no_decision_log
+            else measure_decision_log(workload, Path(tmp), big_repeats=args.big_repeats)
+        )
         soak_result = None
         if args.soak_s > 0:
             with served_model(ROUTER_URI) as url:
@@ -449,7 +532,19 @@ def main(argv: Sequence[str] | None = None) -> str:
                 ["window", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms"], soak_result.windows
             ),
         ]
+    if logging_cost is not None:
+        parts += [
+            "",
+            "Decision log (the router served with ABTEST_DECISION_LOG off / a directory / SQLite, in turn)",
+            decision_log_table(logging_cost),
+        ]
     parts += ["", "Targets (issue 9)", targets_table(http[ROUTER_URI], http[POLICY_B_URI], rates, soak_result)]
+    if logging_cost is not None:
+        parts += [
+            "",
+            "Targets (issue 14)",
+            markdown_table(["target", "bound", "measured", "status"], decision_log_targets(logging_cost)),
+        ]
     text = "\n".join(parts)
     print(text)
     return text
