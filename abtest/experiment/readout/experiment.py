@@ -22,7 +22,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -47,6 +47,9 @@ from abtest.experiment.stats.bayes import BayesResult, normal_posterior
 from abtest.experiment.stats.guardrail import GuardrailResult, non_inferiority, ratio_estimate
 from abtest.experiment.stats.multiple import holm
 from abtest.experiment.stats.sequential import boundary_level
+
+if TYPE_CHECKING:
+    from abtest.experiment.ingest.reduce import ExperimentData
 
 # The health checks, in the order the readout shows them, and what each one guards against.
 HEALTH_CHECKS: dict[str, str] = {
@@ -426,6 +429,18 @@ def new_users_by_day(user_days: pd.DataFrame) -> pd.DataFrame:
         .agg(day=("day", "first"), arm=("policy", "first"))
     )
     return first.groupby(["day", "arm"]).size().rename("users").reset_index()
+
+
+def inputs_from_data(data: ExperimentData) -> ReadoutInputs:
+    """The readout's inputs from the ingest reduction (:class:`abtest.experiment.ingest.reduce.ExperimentData`)."""
+    counts, examples = data.health_counts(), data.health_examples()
+    return ReadoutInputs(
+        user_days=data.user_days,
+        new_users=data.new_users,
+        latency_p50_ms=data.latency_p50_ms(),
+        health_counts={name: counts[name] for name in HEALTH_CHECKS if name in counts},
+        health_examples={name: examples[name] for name in HEALTH_CHECKS if name in examples},
+    )
 
 
 def health_checks(inputs: ReadoutInputs, srm: SrmResult, config: AnalysisConfig) -> tuple[HealthCheck, ...]:
