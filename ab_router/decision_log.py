@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
 
 from ab_router.assignment import AssignmentConfig
 from ab_router.records import DECISION_LOG_ENV, DECISIONS, REQUEST_ID
@@ -195,4 +197,13 @@ class DecisionLog:
             per_row[REQUEST_ID] = ids
         per_row["row"] = np.arange(len(output)).tolist()
         batch = Batch(DECISIONS, len(output), columns=per_row, constants=constants)
-        return self.sink.append(batch)
+        try:
+            return self.sink.append(batch)
+        except Exception as exc:
+            # HTTP 500, not the scoring server's generic 400: the request was fine, recording it failed, and an
+            # unrecorded request must not be answered as if it counted.
+            raise MlflowException(
+                f"decision log: could not record the request's {len(output)} rows "
+                f"in {self.sink.describe()}: {exc}",
+                error_code=INTERNAL_ERROR,
+            ) from exc

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import requests
 import sqlalchemy as sa
+from mlflow.exceptions import MlflowException
 
 import ab_router
 from ab_router.assignment import AssignmentConfig, assign_arms
@@ -33,9 +34,9 @@ from ab_router.model import (
     router_config,
     router_signature,
 )
-from ab_router.records import DECISION_LOG_ENV, DECISIONS, Kind
+from ab_router.records import DECISION_LOG_ENV, DECISIONS, RECORD_TYPES, Kind
 from ab_router.sinks import Batch, DirectorySink, read_jsonl_file, read_jsonl_records, sql_table, table_files
-from abtest.config import FEATURE_DEFAULTS_FILE, ITEM_FEATURES_FILE, USER_FEATURES_FILE
+from abtest.config import FEATURE_DEFAULTS_FILE, ITEM_FEATURES_FILE, PROJECT_DIR, USER_FEATURES_FILE
 from abtest.experiment.router_client import request_body
 from benchmarks.served import free_port
 from team.postgres import find_postgres_bindir, throwaway_postgres
@@ -300,6 +301,26 @@ def test_a_sink_that_cannot_be_opened_fails_the_load_naming_it(
     with pytest.raises(sa.exc.OperationalError), caplog.at_level("INFO", logger="ab_router"):
         load_router(str(router_dir), monkeypatch, "postgresql://abtest:s3cret@127.0.0.1:1/x?connect_timeout=1")
     assert "s3cret" not in caplog.text
+
+
+def test_a_failed_write_fails_the_request_with_an_internal_error_naming_the_sink(
+    router_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    router = load_router(str(router_dir), monkeypatch, str(tmp_path / "log"))
+    (tmp_path / "log" / "decisions").rmdir()
+    (tmp_path / "log" / "decisions").write_text("")  # the table's directory is now a file: the open fails
+    failed = r"decision log: could not record the request's 3 rows in directory"
+    with pytest.raises(MlflowException, match=failed) as error:
+        router.predict(random_pairs(handmade_tables()[0], 3))
+    assert error.value.get_http_status_code() == 500  # not the scoring server's generic 400: the request was fine
+
+
+def test_docs_describe_every_field_of_every_record() -> None:
+    text = (PROJECT_DIR / "docs" / "records.md").read_text()
+    for record_type in RECORD_TYPES.values():
+        for f in record_type.fields:
+            assert f"`{f.name}`" in text, (record_type.table, f.name)
+        assert f"`{record_type.sql_table}`" in text
 
 
 def test_a_registered_router_records_its_name_and_version(
