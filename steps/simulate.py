@@ -5,10 +5,14 @@ Inputs: the router (``router_run`` = the version a `router` run registered, else
 run whose test period supplies users and logged items (``prepare_run``, "" = the one recorded on the router
 version); the design (``days``, ``users_per_day``, ``k``, ``n_unseen``, ``seed``, ``environment`` replay |
 synthetic, ``alpha``). The configured split comes from the router version (tag ``abtest.split``).
-Outputs (this run): ``readout/readout.html`` (lift with CI band over days, CTR per arm, sequential p-values, SRM
-panel, guardrails, decision), ``readout/readout.json``, ``readout/{daily,arms,guardrails}.csv``,
-``readout/impressions.parquet``; headline metrics (``cuped_lift_abs``, ``srm_p_value``, ``stop_day``, ...) and the
-decision as tag ``abtest.decision``.
+Outputs (this run): ``records/`` - the experiment's records in the layout of ``ab_router/records.py``, as a
+real deployment leaves them: ``decisions/`` (written by the router's own decision log in process, or from a
+served router's answers), ``impressions/`` and ``outcomes/`` (the slates shown and the clicks drawn, written with
+``abtest.experiment.events``), all on a simulated calendar whose day 1 is the test period's first date (`analyze`
+reads them with ``-P simulate_run=<this run>``); ``readout/readout.html`` (lift with CI band over days, CTR per
+arm, sequential p-values, SRM panel, guardrails, decision), ``readout/readout.json``,
+``readout/{daily,arms,guardrails}.csv``, ``readout/impressions.parquet``; headline metrics (``cuped_lift_abs``,
+``srm_p_value``, ``stop_day``, ..., ``records_<table>``) and the decision as tag ``abtest.decision``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import mlflow
 
 from abtest.experiment.readout.report import write_readout
 from abtest.experiment.router_client import check_endpoint, connect_router
-from abtest.experiment.runner import ExperimentSpec, check_design, design_fields, run_experiment
+from abtest.experiment.runner import ExperimentSpec, RecordsTarget, check_design, design_fields, run_experiment
 from abtest.tracking import tags
 from abtest.tracking.lineage import load_prepared, records_failure, step_run
 from abtest.tracking.params import log_resolved_params
@@ -32,6 +36,8 @@ from steps.cli import check_seed, configure_logging, inherit_defaults, parse_par
 log = logging.getLogger(__name__)
 
 READOUT_DIR = "readout"
+RECORDS_DIR = "records"  # the artifact folder `analyze` reads a simulate run's records from
+ROUTER_LOG_DIR = "router-log"  # the router's decision log in wall-clock time, before it moves onto the calendar
 
 
 def experiment_spec(params: argparse.Namespace, *, split: float) -> ExperimentSpec:
@@ -69,26 +75,35 @@ def main(argv: Sequence[str] | None = None) -> str:
     params = inherit_defaults(parse_params("simulate", argv, description=__doc__), "prepare", ["seed"])
     configure_logging()
     check_params(params)
-    with step_run("simulate") as run:
+    with step_run("simulate") as run, tempfile.TemporaryDirectory() as tmp:
+        target = RecordsTarget(directory=Path(tmp) / RECORDS_DIR, router_log=Path(tmp) / ROUTER_LOG_DIR)
         router = connect_router(
             router_uri=params.router_uri,
             router_run=params.router_run,
             endpoint_url=params.endpoint_url,
             prepare_run=params.prepare_run,
+            decision_log=target.router_log,
         )
         spec = experiment_spec(params, split=router.split)
         log_resolved_params(
             {**vars(params), "prepare_run": router.prepare_run, "seed": spec.seed, "split": spec.split}
         )
         mlflow.set_tags({tags.PREPARE_RUN: router.prepare_run, tags.ROUTER_URI: router.handle.model_uri})
-        outcome = run_experiment(load_prepared(router.prepare_run), router.scorer, spec)
+        outcome = run_experiment(
+            load_prepared(router.prepare_run),
+            router.scorer,
+            spec,
+            truth_scorer=router.truth_scorer,
+            records=target,
+        )
+        mlflow.log_artifacts(str(target.directory), RECORDS_DIR)
         readout = outcome.readout
-        with tempfile.TemporaryDirectory() as tmp:
-            directory = Path(tmp) / READOUT_DIR
-            write_readout(readout, directory)
-            outcome.impressions.to_parquet(directory / "impressions.parquet")
-            mlflow.log_artifacts(str(directory), READOUT_DIR)
+        directory = Path(tmp) / READOUT_DIR
+        write_readout(readout, directory)
+        outcome.impressions.to_parquet(directory / "impressions.parquet")
+        mlflow.log_artifacts(str(directory), READOUT_DIR)
         mlflow.log_metrics(readout.headline())
+        mlflow.log_metrics({f"records_{table}": n for table, n in vars(outcome.records).items()})
         mlflow.set_tag(tags.DECISION, tags.cut(readout.decision))
     print(f"simulate ({spec.environment}, {spec.days} days): {readout.decision}")
     return run.info.run_id

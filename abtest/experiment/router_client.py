@@ -1,12 +1,24 @@
 """How the experiment reaches its router: which version (by a `router` run or a models:/ URI, with the lineage
 its registry entry records), and a scorer of it, in process or served by `mlflow models serve` over HTTP (with a
-fast, clear failure naming the URL and the command to start when nothing answers)."""
+fast, clear failure naming the URL and the command to start when nothing answers).
+
+With a ``decision_log`` directory the experiment's traffic is recorded as the decision log of a real deployment
+is: in process, the router's own sink writes it (``ABTEST_DECISION_LOG`` is set to the directory while the router
+loads, which is when it reads it); served, the router's answers (which carry the request ids) are written by
+:class:`ab_router.decision_log.DecisionLog`, the same record builder and sink classes the served router uses.
+The ground truth's forced scoring (``force_policy``) is QA, not traffic, and goes through an unrecorded scorer.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+import os
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -15,6 +27,10 @@ import pandas as pd
 import requests
 from mlflow.tracking import MlflowClient
 
+from ab_router.assignment import AssignmentConfig
+from ab_router.decision_log import DecisionLog, RouterIdentity
+from ab_router.records import DECISION_LOG_ENV, REQUEST_ID
+from ab_router.sinks import DirectorySink
 from abtest.experiment import traffic
 from abtest.tracking import tags
 from abtest.tracking.lineage import LineageError, resolve_upstream_run
@@ -141,21 +157,95 @@ def resolve_router(router_uri: str, *, router_run: str) -> RouterHandle:
     return RouterHandle(model_uri=f"models:/{version.name}/{version.version}", tags=dict(version.tags))
 
 
-def pyfunc_scorer(model: Any) -> traffic.Scorer:
-    """Score in process with a loaded pyfunc router."""
+def pyfunc_scorer(model: Any, *, recorded: bool = True) -> traffic.Scorer:
+    """Score in process with a loaded pyfunc router; ``recorded=False`` keeps its decision log out of it."""
 
     def score(pairs: pd.DataFrame, params: Mapping[str, Any] | None) -> pd.DataFrame:
-        return model.predict(pairs, params=dict(params) if params else None)
+        with contextlib.nullcontext() if recorded else _unrecorded(model):
+            return model.predict(pairs, params=dict(params) if params else None)
 
     return score
 
 
-def load_router(handle: RouterHandle) -> tuple[Any, float | None]:
-    """The in-process router and the split in its model config."""
-    model = mlflow.pyfunc.load_model(handle.model_uri)
+@contextlib.contextmanager
+def _unrecorded(model: Any) -> Iterator[None]:
+    """The in-process router with its decision log (ab_router.model: ``decision_log``) detached meanwhile."""
+    python_model = model.unwrap_python_model()
+    decision_log = getattr(python_model, "decision_log", None)
+    python_model.decision_log = None
+    try:
+        yield
+    finally:
+        python_model.decision_log = decision_log
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str | None) -> Iterator[None]:
+    """``os.environ[name]`` set to ``value`` (None: unset) meanwhile, restored after."""
+    before = os.environ.get(name)
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+def load_router(handle: RouterHandle, *, decision_log: Path | None = None) -> tuple[Any, float | None]:
+    """The in-process router and the split in its model config.
+
+    The router reads ``ABTEST_DECISION_LOG`` once, while it loads: it is set to ``decision_log`` (None: unset,
+    nothing recorded) for the load only, so this process's environment is left as it was.
+    """
+    with _environment(DECISION_LOG_ENV, None if decision_log is None else str(decision_log)):
+        model = mlflow.pyfunc.load_model(handle.model_uri)
     config = getattr(model, "model_config", None) or {}
     split = config.get("split")
     return model, None if split is None else float(split)
+
+
+def handle_assignment(handle: RouterHandle) -> AssignmentConfig:
+    """The assignment rule a router version's tags record (split, salt, rule)."""
+    values = {field: handle.tags.get(tag) for field, tag in tags.ASSIGNMENT.items()}
+    missing = [tags.ASSIGNMENT[field] for field, value in values.items() if not value]
+    if missing:
+        raise LineageError(f"router {handle.model_uri} records no assignment tags {missing}")
+    return AssignmentConfig(split=float(values["split"]), salt=values["salt"], assignment=values["assignment"])
+
+
+def recording_scorer(
+    scorer: traffic.Scorer, decision_log: DecisionLog, assignment: AssignmentConfig
+) -> traffic.Scorer:
+    """``scorer`` (a served router) with each call's answer appended to ``decision_log`` as the router's decisions.
+
+    The record's ``latency_ms`` is the call's round trip as the application sees it (the served router's own time
+    is in its own log, when it has one).
+    """
+
+    def score(pairs: pd.DataFrame, params: Mapping[str, Any] | None) -> pd.DataFrame:
+        started, event_time = time.perf_counter(), datetime.now(UTC)
+        routed = scorer(pairs, params)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        if REQUEST_ID not in routed.columns:
+            raise LineageError(
+                f"the served router answers without {REQUEST_ID}: it predates the decision log; run `mlflow run . "
+                "-e router` and serve the new version"
+            )
+        params = dict(params or {})
+        split = params.get("split")
+        in_force = assignment if split is None else AssignmentConfig(float(split), assignment.salt, "hash")
+        forced = bool(params.get("force_policy"))
+        decision_log.record(
+            routed, event_time=event_time, assignment=in_force, forced=forced, latency_ms=latency_ms
+        )
+        return routed
+
+    return score
 
 
 @dataclass(frozen=True)
@@ -163,17 +253,26 @@ class ConnectedRouter:
     """The router an experiment runs through, how to score with it, and the lineage its registry entry records."""
 
     handle: RouterHandle
-    scorer: traffic.Scorer
+    scorer: traffic.Scorer  # the experiment's traffic (recorded when connected with a decision log)
     split: float  # the share of users it sends to B
     prepare_run: str  # whose test period supplies the experiment's users and items
+    truth_scorer: traffic.Scorer | None = None  # the same router, never recorded (None: ``scorer``)
 
 
-def connect_router(*, router_uri: str, router_run: str, endpoint_url: str, prepare_run: str) -> ConnectedRouter:
+def connect_router(
+    *,
+    router_uri: str,
+    router_run: str,
+    endpoint_url: str,
+    prepare_run: str,
+    decision_log: Path | None = None,
+) -> ConnectedRouter:
     """Resolve the router version, score it in process ("" ``endpoint_url``) or served, and find its prepare run.
 
     The split comes from the version's tag (else the loaded model's config); the prepare run is ``prepare_run``
     or the one the version records. A prepare run other than the router's is allowed (a replay on other data)
-    but said in the log, since the router then serves features learnt elsewhere.
+    but said in the log, since the router then serves features learnt elsewhere. With ``decision_log`` (a
+    directory) the scorer's traffic is recorded there (see the module docstring).
     """
     handle = resolve_router(router_uri, router_run=router_run)
     chosen = prepare_run or handle.prepare_run
@@ -193,10 +292,18 @@ def connect_router(*, router_uri: str, router_run: str, endpoint_url: str, prepa
             handle.prepare_run,
         )
     if endpoint_url:
-        scorer, split = endpoint_scorer(endpoint_url, model_uri=handle.model_uri), handle.split
+        truth, split = endpoint_scorer(endpoint_url, model_uri=handle.model_uri), handle.split
+        scorer = truth
+        if decision_log is not None:
+            name, _, version = handle.model_uri.removeprefix("models:/").rpartition("/")
+            identity = RouterIdentity(name, version, f"simulate, from the answers of {endpoint_url}")
+            scorer = recording_scorer(
+                truth, DecisionLog(DirectorySink(decision_log), identity), handle_assignment(handle)
+            )
     else:
-        model, configured = load_router(handle)
+        model, configured = load_router(handle, decision_log=decision_log)
         scorer, split = pyfunc_scorer(model), handle.split if handle.split is not None else configured
+        truth = pyfunc_scorer(model, recorded=False)
     if split is None:
         raise LineageError(f"router {handle.model_uri} records no split (tag {tags.SPLIT} or model config)")
-    return ConnectedRouter(handle=handle, scorer=scorer, split=split, prepare_run=chosen)
+    return ConnectedRouter(handle=handle, scorer=scorer, split=split, prepare_run=chosen, truth_scorer=truth)

@@ -3,19 +3,30 @@
 :func:`run_experiment` is what the `simulate` step calls; it takes the router as a
 :data:`abtest.experiment.traffic.Scorer`, so the benchmark and the tests run the same code with stand-in routers.
 :mod:`abtest.experiment.router_client` connects the real router (in process or served).
+
+With :class:`RecordsTarget` the experiment leaves the records a real deployment leaves (``ab_router.records``):
+the router's decisions (written by the router's decision log while it scored, or from a served router's answers),
+the impressions the simulated application showed and the clicks the environment drew (written with
+``abtest.experiment.events``). The router stamps its decisions with the wall clock, while a simulation runs its
+days in seconds: each decision is moved onto its request's simulated time (``traffic.request_times``), every
+other field kept as the router wrote it, so decisions, impressions and clicks share one calendar.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ab_router.arms import CONTROL, TREATMENT
+from ab_router.records import DECISIONS, EVENT_TIME, REQUEST_ID
 from ab_router.schema import ITEM_ID
+from ab_router.sinks import Batch, DirectorySink, read_jsonl_file, table_files
 from abtest.experiment import traffic
 from abtest.experiment.click_model import fit_click_model
 from abtest.experiment.readout.analysis import ExperimentReadout, analyse, guardrail_table
@@ -76,16 +87,108 @@ class ExperimentSpec:
 
 
 @dataclass(frozen=True)
+class RecordsTarget:
+    """Where an experiment's records go, and where the router's decision log was written while it scored."""
+
+    directory: Path  # the records, in the layout of ab_router.records (decisions/, impressions/, outcomes/)
+    router_log: Path  # the router's decision log (wall-clock times); moved into ``directory`` on the calendar
+
+
+@dataclass(frozen=True)
+class RecordCounts:
+    """How many records of each table the experiment wrote."""
+
+    decisions: int
+    impressions: int
+    outcomes: int
+
+
+@dataclass(frozen=True)
 class ExperimentOutcome:
-    """The readout and the raw impressions it was computed from."""
+    """The readout and the raw impressions it was computed from (and the records written, when asked)."""
 
     readout: ExperimentReadout
     impressions: pd.DataFrame
     user_days: pd.DataFrame
+    records: RecordCounts | None = None
 
 
-def run_experiment(prepared: PreparedData, scorer: traffic.Scorer, spec: ExperimentSpec) -> ExperimentOutcome:
-    """Traffic over days through ``scorer``, outcomes from the environment, then the readout."""
+def _record_value(kind: str, value: Any) -> Any:
+    # JSON Lines hold times as ISO text and a non-finite double as null.
+    if kind == "timestamp":
+        return datetime.fromisoformat(value)
+    if kind == "double" and value is None:
+        return float("nan")
+    return value
+
+
+def move_decisions(router_log: Path, sink: DirectorySink, times: pd.Series) -> int:
+    """The router's decisions under ``router_log``, each moved onto its request's simulated time, appended to
+    ``sink``; returns the number moved.
+
+    Every other field stays as the router wrote it. A decision of a request this experiment did not make (not a
+    ``traffic.request_key``), or a torn file, is an error naming the file and line: the log is this run's own.
+    """
+    kinds = {f.name: f.kind for f in DECISIONS.fields}
+    moved = 0
+    for path in table_files(router_log, DECISIONS):
+        rows, torn = read_jsonl_file(path)
+        if torn is not None:
+            raise ValueError(f"{path}:{torn.line}: the router's decision log of this run has a torn last line")
+        columns: dict[str, list[Any]] = {name: [] for name in DECISIONS.columns}
+        for number, row in enumerate(rows, start=1):
+            key = str(row.get(REQUEST_ID, ""))
+            request = int(key.removeprefix("sim-")) if key.startswith("sim-") and key[4:].isdigit() else None
+            if request is None or request not in times.index:
+                raise ValueError(
+                    f"{path}:{number}: decision of request_id {key!r}, not a request of this experiment"
+                )
+            for name in DECISIONS.columns:
+                columns[name].append(_record_value(kinds[name], row.get(name)))
+            columns[EVENT_TIME][-1] = times[request]
+        if rows:
+            moved += sink.append(Batch(DECISIONS, len(rows), columns=columns))
+    return moved
+
+
+def write_records(
+    target: RecordsTarget, requests: pd.DataFrame, impressions: pd.DataFrame, *, start: datetime
+) -> RecordCounts:
+    """The experiment's decisions, impressions and clicks as records in ``target.directory`` (see the module)."""
+    from abtest.experiment.events import write_impressions, write_outcomes
+
+    times = traffic.request_times(requests, start=start)
+    sink = DirectorySink(target.directory)
+    sink.prepare([DECISIONS])
+    decisions = move_decisions(target.router_log, sink, times)
+    if decisions == 0:
+        log.warning(
+            "the router wrote no decisions to %s (a router version older than the decision log?): the records "
+            "hold impressions and clicks only; run `mlflow run . -e router` for a router that records",
+            target.router_log,
+        )
+    shown = write_impressions(traffic.impression_records(impressions, times), sink)
+    clicks = write_outcomes(traffic.click_records(impressions, times), sink)
+    sink.close()
+    counts = RecordCounts(decisions=decisions, impressions=shown.written, outcomes=clicks.written)
+    log.info("records in %s: %s", target.directory, counts)
+    return counts
+
+
+def run_experiment(
+    prepared: PreparedData,
+    scorer: traffic.Scorer,
+    spec: ExperimentSpec,
+    *,
+    truth_scorer: traffic.Scorer | None = None,
+    records: RecordsTarget | None = None,
+) -> ExperimentOutcome:
+    """Traffic over days through ``scorer``, outcomes from the environment, then the readout.
+
+    ``truth_scorer`` (default ``scorer``) scores the synthetic ground truth, every request forced to each arm: an
+    unrecorded router, so that QA traffic stays out of the decision log. With ``records`` the router is called once
+    per request, as an application calls it, and the records are written (:func:`write_records`).
+    """
     rng = np.random.default_rng(spec.seed)
     test = prepared.test
     history = pd.concat([prepared.train, prepared.val], ignore_index=True)
@@ -102,15 +205,20 @@ def run_experiment(prepared: PreparedData, scorer: traffic.Scorer, spec: Experim
         spec.days,
         len(slates),
     )
-    shown = traffic.serve(slates, scorer, k=spec.k)
+    shown = traffic.serve(slates, scorer, k=spec.k, per_request=records is not None)
     truth: dict[str, float] = {}
     click_probability = None
     if spec.environment == "synthetic":
         click_model = fit_click_model(everything, prepared.items)
         click_probability = click_model.probability
-        truth = traffic.counterfactual_ctr(slates, scorer, k=spec.k, click_probability=click_probability)
+        truth = traffic.counterfactual_ctr(
+            slates, truth_scorer or scorer, k=spec.k, click_probability=click_probability
+        )
         log.info("true CTR if every request were served by A: %.4f, by B: %.4f", truth[CONTROL], truth[TREATMENT])
     impressions = traffic.draw_outcomes(shown, spec.environment, rng=rng, click_probability=click_probability)
+    counts = None
+    if records is not None:
+        counts = write_records(records, requests_frame, impressions, start=traffic.calendar_start(test))
     user_days = traffic.user_day_table(impressions)
     config = AnalysisConfig(
         alpha=spec.alpha,
@@ -126,7 +234,7 @@ def run_experiment(prepared: PreparedData, scorer: traffic.Scorer, spec: Experim
         guardrails=guardrail_table(impressions, environment=spec.environment),
         truth=truth or None,
     )
-    return ExperimentOutcome(readout=readout, impressions=impressions, user_days=user_days)
+    return ExperimentOutcome(readout=readout, impressions=impressions, user_days=user_days, records=counts)
 
 
 # -- the router ---------------------------------------------------------------------------------------------

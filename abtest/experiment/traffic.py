@@ -7,23 +7,29 @@ client of a served endpoint, or a stand-in in tests), so the whole experiment ru
    (``users_per_day=0``, each user once) or ``users_per_day`` distinct users drawn per day (users may return).
 2. :func:`candidate_slates` - per request, the user's logged test-period items plus ``n_unseen`` sampled items the
    user never rated.
-3. :func:`serve` - the router scores every candidate (it picks the arm); the top ``k`` by score are shown.
+3. :func:`serve` - the router scores every candidate (it picks the arm); the top ``k`` by score are shown. Each
+   request goes to the router under its :func:`request_key` (the router's optional ``request_id`` input), once
+   per request with ``per_request`` (what an application does, so the router's latency is a request's).
 4. :func:`draw_outcomes` - ``replay``: a click is a logged positive (an unseen item is never clicked, which biases
    CTR against a policy that surfaces good unseen items); ``synthetic``: a ground-truth click model gives p(click)
    and clicks are drawn from it.
 5. :func:`user_day_table` - per (day, user): the arm, requests, impressions, clicks: the readout's input.
+6. The application's records (``ab_router.records``): :func:`request_times` puts each request on a simulated UTC
+   calendar (day 1 = the test period's first date), :func:`impression_records` / :func:`click_records` are what it
+   showed and what was clicked, in the writer's columns (``abtest.experiment.events``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from ab_router.arms import EXPERIMENT_ARMS
-from ab_router.records import REQUEST_ID
+from ab_router.records import CLICK, EVENT_ID, EVENT_TIME, REQUEST_ID
 from ab_router.schema import ITEM_ID, LABEL, ROUTER_OUTPUT_COLUMNS, TIMESTAMP, USER_ID
 
 Scorer = Callable[[pd.DataFrame, Mapping[str, Any] | None], pd.DataFrame]
@@ -98,10 +104,37 @@ def candidate_slates(
     return slates.astype({"request_id": "int64", "day": "int64", USER_ID: "int64", ITEM_ID: "int64"})
 
 
-def score(slates: pd.DataFrame, scorer: Scorer, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """``slates`` with the router's columns (policy, model_version, score, bucket, cold_user, cold_item) joined."""
+def request_key(request_ids: pd.Series | np.ndarray) -> np.ndarray:
+    """The id each simulated request goes to the router and into the records under (``sim-<request number>``)."""
+    return np.array([f"sim-{int(number)}" for number in np.asarray(request_ids)], dtype=object)
+
+
+def _request_bounds(request_ids: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) row ranges of each request's rows (the slates hold a request's rows together)."""
+    starts = np.flatnonzero(np.r_[True, request_ids[1:] != request_ids[:-1]])
+    ends = np.r_[starts[1:], len(request_ids)]
+    return list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+
+def score(
+    slates: pd.DataFrame,
+    scorer: Scorer,
+    params: Mapping[str, Any] | None = None,
+    *,
+    per_request: bool = False,
+) -> pd.DataFrame:
+    """``slates`` with the router's columns (policy, model_version, score, bucket, cold_user, cold_item) joined.
+
+    The router gets each row's :func:`request_key` as its ``request_id`` input; ``per_request`` calls it once per
+    request (an application's traffic) instead of once for every row.
+    """
     pairs = slates[[USER_ID, ITEM_ID]].reset_index(drop=True)
-    routed = scorer(pairs, params).reset_index(drop=True)
+    pairs[REQUEST_ID] = request_key(slates["request_id"])
+    if per_request and len(pairs):
+        bounds = _request_bounds(slates["request_id"].to_numpy())
+        routed = pd.concat([scorer(pairs.iloc[s:e], params) for s, e in bounds], ignore_index=True)
+    else:
+        routed = scorer(pairs, params).reset_index(drop=True)
     if len(routed) != len(pairs) or not np.array_equal(routed[USER_ID].to_numpy(), pairs[USER_ID].to_numpy()):
         raise ValueError(
             f"router returned {len(routed)} rows for {len(pairs)} pairs, or in another order; it must return one "
@@ -122,9 +155,9 @@ def top_k(scored: pd.DataFrame, k: int) -> pd.DataFrame:
     return ranked[ranked["position"] <= k].reset_index(drop=True)
 
 
-def serve(slates: pd.DataFrame, scorer: Scorer, *, k: int) -> pd.DataFrame:
+def serve(slates: pd.DataFrame, scorer: Scorer, *, k: int, per_request: bool = False) -> pd.DataFrame:
     """Route every request through the router and keep what it shows: one row per impression."""
-    shown = top_k(score(slates, scorer), k)
+    shown = top_k(score(slates, scorer, per_request=per_request), k)
     arms_per_user = shown.groupby(USER_ID)["policy"].nunique()
     if (arms_per_user > 1).any():
         raise ValueError(
@@ -194,3 +227,62 @@ def pre_period_activity(history: pd.DataFrame) -> pd.Series:
     liked more films before tend to like more of what they are shown.
     """
     return history.groupby(USER_ID)[LABEL].sum().astype(np.float64).rename("pre_period_positives")
+
+
+# The simulated calendar: requests of a day are spread over its first hours, so an impression (shown right after
+# the decision) and a click (a little later) stay on the request's day.
+SPREAD = timedelta(hours=23)
+SHOWN_AFTER = timedelta(milliseconds=100)
+CLICKED_AFTER = timedelta(seconds=30)
+
+
+def calendar_start(test: pd.DataFrame) -> datetime:
+    """Day 1 of the simulated calendar: the UTC date the test period starts (timestamps in Unix seconds)."""
+    first = datetime.fromtimestamp(int(test[TIMESTAMP].min()), tz=UTC)
+    return first.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def request_times(requests: pd.DataFrame, *, start: datetime) -> pd.Series:
+    """Each request's time (indexed by ``request_id``): day ``d`` is ``start + d - 1`` days, its requests spread
+    evenly over the day in arrival order."""
+    ordered = requests.sort_values(["day", "request_id"], kind="stable")
+    rank = ordered.groupby("day").cumcount().to_numpy()
+    per_day = ordered.groupby("day")["request_id"].transform("size").to_numpy()
+    spread_us = SPREAD // timedelta(microseconds=1)
+    within_day = ((rank + 0.5) / per_day * spread_us).astype(np.int64)
+    micros = (ordered["day"].to_numpy() - 1) * 86_400_000_000 + within_day
+    times = [start + timedelta(microseconds=int(offset)) for offset in micros]
+    return pd.Series(times, index=ordered["request_id"].to_numpy(), name=EVENT_TIME)
+
+
+def impression_records(impressions: pd.DataFrame, times: pd.Series) -> pd.DataFrame:
+    """What the application showed, one impression record per shown row (``position`` 0-based, ids by slot)."""
+    keys = request_key(impressions["request_id"])
+    position = impressions["position"].to_numpy(dtype=np.int64) - 1
+    return pd.DataFrame(
+        {
+            EVENT_ID: [f"{key}:{slot}" for key, slot in zip(keys, position, strict=True)],
+            EVENT_TIME: [times[r] + SHOWN_AFTER for r in impressions["request_id"]],
+            REQUEST_ID: keys,
+            USER_ID: impressions[USER_ID].to_numpy(dtype=np.int64),
+            ITEM_ID: impressions[ITEM_ID].to_numpy(dtype=np.int64),
+            "position": position,
+        }
+    )
+
+
+def click_records(impressions: pd.DataFrame, times: pd.Series) -> pd.DataFrame:
+    """The clicks the environment drew, one outcome record (event ``click``, value 1) per clicked impression."""
+    clicked = impressions[impressions["click"].to_numpy() == 1]
+    keys = request_key(clicked["request_id"])
+    return pd.DataFrame(
+        {
+            EVENT_ID: [f"{key}:{item}:{CLICK}" for key, item in zip(keys, clicked[ITEM_ID], strict=True)],
+            EVENT_TIME: [times[r] + CLICKED_AFTER for r in clicked["request_id"]],
+            REQUEST_ID: keys,
+            USER_ID: clicked[USER_ID].to_numpy(dtype=np.int64),
+            ITEM_ID: clicked[ITEM_ID].to_numpy(dtype=np.int64),
+            "event": CLICK,
+            "value": 1.0,
+        }
+    )

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import pytest
 
+from ab_router.records import DECISIONS, IMPRESSIONS, OUTCOMES
+from ab_router.sinks import read_jsonl_file, table_files
 from abtest.config import PROJECT_DIR
 from abtest.tracking.lineage import load_prepared
 
@@ -50,6 +53,34 @@ def test_simulate_synthetic_through_the_router_run(router: str):
         "readout/guardrails.csv",
         "readout/impressions.parquet",
     } <= _artifacts(run_id)
+    assert metrics["records_impressions"] == metrics["impressions_A"] + metrics["impressions_B"]
+    assert metrics["records_outcomes"] == metrics["clicks_A"] + metrics["clicks_B"]
+
+
+def test_simulate_leaves_the_records_of_its_traffic_written_by_the_routers_own_log(router: str, tmp_path):
+    from steps import simulate
+
+    run_id = simulate.main(["--router_run", router, "--environment", "synthetic", *FAST])
+    metrics = mlflow.MlflowClient().get_run(run_id).data.metrics
+    local = Path(
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="records", dst_path=str(tmp_path))
+    )
+    tables = {
+        table: [row for path in table_files(local, kind) for row in read_jsonl_file(path)[0]]
+        for table, kind in (("decisions", DECISIONS), ("impressions", IMPRESSIONS), ("outcomes", OUTCOMES))
+    }
+    assert {table: len(rows) for table, rows in tables.items()} == {
+        table: int(metrics[f"records_{table}"]) for table in tables
+    }
+    decisions = tables["decisions"]
+    version = mlflow.MlflowClient().get_run(router).data.tags["abtest.router_version"]
+    # written by the in-process router's decision log: its identity, its own latency, this process as writer
+    assert {d["router_version"] for d in decisions} == {version}
+    assert all(d["writer"].endswith(f":{os.getpid()}") and d["latency_ms"] > 0 for d in decisions)
+    assert not any(d["forced"] for d in decisions)  # the ground truth's forced scoring is not traffic
+    assert {(i["request_id"], i["item_id"]) for i in tables["impressions"]} <= {
+        (d["request_id"], d["item_id"]) for d in decisions
+    }
 
 
 def test_simulate_replay_through_the_alias_is_the_same_router(router: str):
