@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import os
 import subprocess
 import sys
@@ -95,6 +96,57 @@ def saved(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def router(saved) -> mlflow.pyfunc.PyFuncModel:
     return mlflow.pyfunc.load_model(str(saved[2]))
+
+
+@pytest.fixture(scope="module")
+def doctored(saved):
+    """(tables, policy pyfuncs, router) where the lookup tables hold codes no policy saw and missing numbers."""
+    tables, policies, hashed = saved[:3]
+    users, items = tables.user_features.copy(), tables.item_features.copy()
+    users.loc[0, "occupation"] = 10**6  # a code neither policy was trained on
+    users.loc[1, "zip_prefix"] = -1
+    users.loc[2, ["age", "user_pos_rate"]] = np.nan
+    items.loc[0, ["release_year", "item_mean_rating"]] = np.nan
+    tables = dataclasses.replace(tables, user_features=users, item_features=items)
+    dirs = {"A": hashed.parent / "policy_a", "B": hashed.parent / "policy_b"}
+    directory = save_router(hashed.parent / "router-doctored", tables, dirs, AssignmentConfig(0.5, SALT, "hash"))
+    return tables, policies, mlflow.pyfunc.load_model(str(directory))
+
+
+def test_scores_equal_each_policys_own_model_on_every_test_row_alone_and_in_a_batch(doctored) -> None:
+    tables, policies, router = doctored
+    users, items = tables.user_features["user_id"], tables.item_features["item_id"]
+    pairs = pd.concat(
+        [
+            tables.splits["test"][["user_id", "item_id"]],
+            pd.DataFrame({"user_id": users.iloc[:3], "item_id": items.iloc[:3]}),  # the doctored rows
+            pd.DataFrame({"user_id": [-1, 10**9, int(users.iloc[5])], "item_id": [int(items.iloc[5]), -1, 10**9]}),
+        ],
+        ignore_index=True,
+    ).astype(np.int64)
+    features = to_feature_frame(
+        assemble_features(pairs, tables.user_features, tables.item_features, tables.defaults)
+    )
+    assert features["occupation"].max() == 10**6 and (features["zip_prefix"] == -1).any()
+    assert features[["age", "release_year", "item_mean_rating"]].isna().any().all()
+    # The reference: each logged policy's own pyfunc predict, as evaluate scores it.
+    expected = {arm: positive_scores(policy, features) for arm, policy in policies.items()}
+
+    def check(out: pd.DataFrame, rows: np.ndarray, arm: str) -> None:
+        if arm == "B":  # Booster.predict on the same float64 numbers: the same bits
+            np.testing.assert_array_equal(out["score"].to_numpy()[rows], expected[arm][rows])
+        else:  # the compiled pipeline against scikit-learn's predict_proba
+            np.testing.assert_allclose(out["score"].to_numpy()[rows], expected[arm][rows], rtol=0, atol=1e-12)
+
+    batch = router.predict(pairs)
+    assert {"A", "B"} == set(batch["policy"])
+    assert batch["cold_user"].iloc[-3:].tolist() == [True, True, False]
+    for arm in ("A", "B"):
+        check(batch, (batch["policy"] == arm).to_numpy(), arm)
+        check(router.predict(pairs, params={"force_policy": arm}), np.ones(len(pairs), dtype=bool), arm)
+    singles = pd.concat([router.predict(pairs.iloc[[k]]) for k in range(len(pairs))], ignore_index=True)
+    np.testing.assert_array_equal(singles["score"].to_numpy(), batch["score"].to_numpy())
+    assert singles["policy"].tolist() == batch["policy"].tolist()
 
 
 def test_each_row_gets_its_users_arm_and_that_policys_score(saved, router) -> None:
