@@ -29,20 +29,19 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import mlflow
 import pandas as pd
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from ab_router.records import CLICK
 from abtest.experiment.plan import METRICS
 from abtest.experiment.readout.experiment import (
     RecordsReadout,
     analyse_records,
     effective_plan,
     inputs_from_data,
+    read_records,
     records_config,
 )
 from abtest.experiment.readout.page import write_readout
@@ -52,9 +51,6 @@ from abtest.tracking import tags
 from abtest.tracking.lineage import load_prepared, records_failure, resolve_upstream_run, step_run
 from abtest.tracking.params import log_resolved_params
 from steps.cli import check_seed, configure_logging, parse_params
-
-if TYPE_CHECKING:
-    from abtest.experiment.ingest.reduce import ExperimentData
 
 log = logging.getLogger(__name__)
 
@@ -132,56 +128,6 @@ def records_location(params: argparse.Namespace, directory: Path) -> tuple[str, 
         run_id=simulate_run, artifact_path=RECORDS_ARTIFACTS, dst_path=str(directory)
     )
     return local, simulate_run
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def read_records(
-    location: str,
-    *,
-    router_name: str,
-    router_version: str,
-    salt: str,
-    start: datetime | None,
-    end: datetime | None,
-    events: tuple[str, ...],
-    workdir: Path,
-) -> ExperimentData:
-    """The experiment's records reduced (``abtest.experiment.ingest``); an open window bound ("") becomes the
-    UTC midnight before the router version's first decision / after its last, so day 0 is its first day."""
-    # Imported here: the ingest package pulls in DuckDB and SQLAlchemy, which check_params (run by main for
-    # every step) does not need.
-    from abtest.experiment.ingest.read import open_records
-    from abtest.experiment.ingest.reduce import Experiment, reduce_experiment
-
-    with open_records(location, events=(*events, CLICK), workdir=workdir) as store:
-        if start is None or end is None:
-            identity = f"router_name = {_quote(router_name)} AND router_version = {_quote(router_version)}"
-            if salt:
-                identity += f" AND salt = {_quote(salt)}"
-            bounds = store.query(
-                f"SELECT MIN(event_time) AS first_time, MAX(event_time) AS last_time FROM abtest_decisions "
-                f"WHERE {identity}"
-            )
-            first, last = (pd.to_datetime(bounds[c], utc=True).iloc[0] for c in ("first_time", "last_time"))
-            if pd.isna(first):
-                raise LookupError(
-                    f"{location} holds no decisions of router {router_name} version {router_version}"
-                    + (f" with salt {salt!r}" if salt else "")
-                    + "; pass the router version the records are from (router_run / router_uri)"
-                )
-            start = start or first.floor("D").to_pydatetime()
-            end = end or (last.floor("D") + pd.Timedelta(days=1)).to_pydatetime()
-            log.info("window [%s, %s) from the records (start / end not given)", start, end)
-        experiment = Experiment(
-            start=start, end=end, router_version=router_version, salt=salt or None, router_name=router_name
-        )
-        data = reduce_experiment(store, experiment)
-    for tail in data.torn_tails:
-        log.warning("torn tail skipped: %s line %d (%d bytes)", tail.path, tail.line, tail.size_bytes)
-    return data
 
 
 def router_identity(handle: RouterHandle) -> tuple[str, str]:

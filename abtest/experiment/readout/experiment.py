@@ -19,15 +19,19 @@ probability that B is better), the secondary metrics with Holm's correction, and
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ab_router.arms import CONTROL, EXPERIMENT_ARMS, TREATMENT
+from ab_router.records import CLICK
 from ab_router.schema import USER_ID
 from abtest.evaluation.decision import NO_WINNER
 from abtest.experiment.plan import AnalysisPlan
@@ -50,6 +54,8 @@ from abtest.experiment.stats.sequential import boundary_level
 
 if TYPE_CHECKING:
     from abtest.experiment.ingest.reduce import ExperimentData
+
+log = logging.getLogger(__name__)
 
 # The health checks, in the order the readout shows them, and what each one guards against.
 HEALTH_CHECKS: dict[str, str] = {
@@ -429,6 +435,57 @@ def new_users_by_day(user_days: pd.DataFrame) -> pd.DataFrame:
         .agg(day=("day", "first"), arm=("policy", "first"))
     )
     return first.groupby(["day", "arm"]).size().rename("users").reset_index()
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def read_records(
+    location: str,
+    *,
+    router_name: str,
+    router_version: str,
+    salt: str,
+    start: datetime | None,
+    end: datetime | None,
+    events: tuple[str, ...],
+    workdir: Path,
+) -> ExperimentData:
+    """The experiment's records at ``location`` (a directory or SQLAlchemy URL) reduced by
+    :mod:`abtest.experiment.ingest`; an open window bound (None) becomes the UTC midnight before the router
+    version's first decision / after its last, so day 0 is its first day."""
+    # Imported here: the ingest package pulls in DuckDB and SQLAlchemy, which check_params (run by main for
+    # every step) does not need.
+    from abtest.experiment.ingest.read import open_records
+    from abtest.experiment.ingest.reduce import Experiment, reduce_experiment
+
+    with open_records(location, events=(*events, CLICK), workdir=workdir) as store:
+        if start is None or end is None:
+            identity = f"router_name = {_quote(router_name)} AND router_version = {_quote(router_version)}"
+            if salt:
+                identity += f" AND salt = {_quote(salt)}"
+            bounds = store.query(
+                f"SELECT MIN(event_time) AS first_time, MAX(event_time) AS last_time FROM abtest_decisions "
+                f"WHERE {identity}"
+            )
+            first, last = (pd.to_datetime(bounds[c], utc=True).iloc[0] for c in ("first_time", "last_time"))
+            if pd.isna(first):
+                raise LookupError(
+                    f"{location} holds no decisions of router {router_name} version {router_version}"
+                    + (f" with salt {salt!r}" if salt else "")
+                    + "; pass the router version the records are from (router_run / router_uri)"
+                )
+            start = start or first.floor("D").to_pydatetime()
+            end = end or (last.floor("D") + pd.Timedelta(days=1)).to_pydatetime()
+            log.info("window [%s, %s) from the records (start / end not given)", start, end)
+        experiment = Experiment(
+            start=start, end=end, router_version=router_version, salt=salt or None, router_name=router_name
+        )
+        data = reduce_experiment(store, experiment)
+    for tail in data.torn_tails:
+        log.warning("torn tail skipped: %s line %d (%d bytes)", tail.path, tail.line, tail.size_bytes)
+    return data
 
 
 def inputs_from_data(data: ExperimentData) -> ReadoutInputs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from abtest.evaluation.decision import NO_WINNER
@@ -14,8 +15,11 @@ from abtest.experiment.readout.experiment import (
     ReadoutInputs,
     analyse_records,
     effective_plan,
+    inputs_from_data,
+    read_records,
     records_config,
 )
+from tests.fixtures.experiment_records import RecordsSpec, write_experiment_records
 
 PLAN = AnalysisPlan()
 LATENCY = {"A": 4.0, "B": 4.6}
@@ -117,3 +121,42 @@ def test_overridden_plan_is_said_in_the_decision(user_days, pre_period):
     assert readout.primary.metric == "clicks_per_user"
     assert "The primary metric was changed after the plan" in readout.decision
     assert json.loads(json.dumps(readout.to_dict(), default=str))["plan_overridden"] is True
+
+
+# -- through the real records and the ingest reduction ------------------------------------------------------
+
+
+def _records_readout(tmp_path, spec):
+    written = write_experiment_records(tmp_path / "records", spec)
+    data = read_records(
+        str(written.directory),
+        router_name=spec.router_name,
+        router_version=spec.router_version,
+        salt=spec.salt,
+        start=None,
+        end=None,
+        events=(),
+        workdir=tmp_path,
+    )
+    plan = AnalysisPlan(planned_days=spec.days)
+    inputs = inputs_from_data(data)
+    users = data.user_days["user_id"].nunique()
+    config = records_config(plan, split=spec.split, users=users, days_observed=spec.days)
+    return analyse_records(inputs, plan, config, pd.Series(dtype=float)), written
+
+
+def test_records_with_a_planted_lift_decide_b_and_cover_the_truth(tmp_path):
+    spec = RecordsSpec(n_users=3000, days=5, ctr_a=0.05, ctr_b=0.065, candidates=4, slate=4, seed=1)
+    readout, _ = _records_readout(tmp_path, spec)
+    assert readout.healthy, readout.health_failures
+    assert readout.winner == "B"
+    absolute = readout.primary.used.absolute
+    assert absolute.ci_low <= spec.ctr_b - spec.ctr_a <= absolute.ci_high
+    assert list(readout.daily["day"]) == list(range(5))
+
+
+def test_records_with_five_percent_of_b_dropped_fail_srm(tmp_path):
+    spec = RecordsSpec(n_users=30_000, days=2, candidates=2, slate=2, drop_b_users=0.05, seed=3)
+    readout, _ = _records_readout(tmp_path, spec)
+    assert "srm" in readout.health_failures
+    assert readout.decision.startswith(f"{UNTRUSTED}: health checks failed (srm")
