@@ -9,6 +9,11 @@ Outputs: one child run per step of :data:`abtest.tracking.pipeline.PIPELINE` tha
 ``mlflow.parentRunId`` = this run, or reused from an earlier identical launch); on this run, the step table
 (``pipeline/steps.csv``, ``pipeline/steps.md``, tags ``abtest.steps.<entry>.run_id``/``.outcome``, metrics
 ``duration_s.<entry>``) and a summary of the children: their ``abtest.*`` tags and headline metrics.
+Steps that do not depend on each other (train_a and train_b) run at the same time. Each child run is named after
+its entry point and the parameters the user set (``train_b num_leaves=63``), this run after the pipeline
+(``main ml-100k temporal``) unless ``mlflow run --run-name`` named it. Runs of this experiment that an earlier,
+killed main (or step) left RUNNING are marked KILLED first (tag ``abtest.stale_runs``, the step table's reason
+column) and their steps run again.
 """
 
 from __future__ import annotations
