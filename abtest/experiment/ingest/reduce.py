@@ -14,13 +14,16 @@ The rules, in the order the statements apply them:
 - a user's ``policy`` is the arm of the user's first decision (a user seen in both arms stays there, counted by
   the ``users_in_both_arms`` health check).
 - impressions and outcomes: inside the window, one per ``event_id``, joined to the decision that scored the same
-  ``(request_id, item_id)``; they count on that decision's day. ``clicks`` counts ``click`` outcomes of a shown
-  slot; ``value`` sums the primary event's values (a missing value counts 1.0).
+  ``(request_id, user_id, item_id)`` (a request may score several users); they count on that decision's day.
+  ``clicks`` counts ``click`` outcomes that follow an impression of the same item; ``value`` sums the primary
+  event's values (a missing value counts 1.0). ``requests`` counts a user's requests on the day of their first
+  decision.
 - per arm: decisions, requests, users (by policy), request latency p50/p95 (nearest rank over requests: each
   request's ``latency_ms``), cold-start share of decisions, mean score; per (day, arm) newly assigned users.
 
 Health counts (each with up to :data:`EXAMPLES` example ids), keyed like the readout's health checks:
-``users_in_both_arms``, ``impressions_without_decision`` (no decision of any version has that request and item),
+``users_in_both_arms``, ``impressions_without_decision`` (no decision of any version has that request, user and
+item),
 ``requests_never_shown``, ``duplicates`` (all three tables; ``duplicate_decisions`` etc. per table),
 ``events_outside_window`` (the experiment's decisions outside the window, and impressions/outcomes of its
 requests outside it), ``other_versions`` (the same router's decisions in the window under another version or
@@ -209,22 +212,18 @@ def reduce_experiment(store: RecordStore, experiment: Experiment) -> ExperimentD
         WHERE {identity} AND {window("d")} AND NOT d.forced
         GROUP BY d.request_id, d."row"
     """)
+    # One row per (request, user): a request may score several users (a batch), each in the user's own arm.
     run("""
         CREATE TEMPORARY TABLE exp_requests AS
-        SELECT request_id, arm, MAX(latency_ms) AS latency_ms FROM exp_decisions GROUP BY request_id, arm
-    """)
-    run("""
-        CREATE TEMPORARY TABLE exp_slots AS
-        SELECT request_id, item_id, MIN(user_id) AS user_id, MIN(arm) AS arm, MIN(day) AS day,
-               MIN(score) AS score, MAX(cold) AS cold
-        FROM exp_decisions GROUP BY request_id, item_id
+        SELECT request_id, user_id, arm, MIN(day) AS day, MAX(latency_ms) AS latency_ms
+        FROM exp_decisions GROUP BY request_id, user_id, arm
     """)
     for table, columns in (
-        ("impressions", "MIN(e.request_id) AS request_id, MIN(e.item_id) AS item_id"),
+        ("impressions", "MIN(e.request_id) AS request_id, MIN(e.user_id) AS user_id, MIN(e.item_id) AS item_id"),
         (
             "outcomes",
-            "MIN(e.request_id) AS request_id, MIN(e.item_id) AS item_id, MIN(e.event) AS event, "
-            "MIN(COALESCE(e.value, 1.0)) AS value",
+            "MIN(e.request_id) AS request_id, MIN(e.user_id) AS user_id, MIN(e.item_id) AS item_id, "
+            "MIN(e.event) AS event, MIN(COALESCE(e.value, 1.0)) AS value",
         ),
     ):
         run(f"""
@@ -232,34 +231,39 @@ def reduce_experiment(store: RecordStore, experiment: Experiment) -> ExperimentD
             SELECT e.event_id, {columns}, COUNT(*) AS copies
             FROM abtest_{table} e WHERE {window("e")} GROUP BY e.event_id
         """)
+    # An impression or outcome belongs to the decision that scored the same item for the same user in its request.
     run("""
         CREATE TEMPORARY TABLE exp_impressions AS
-        SELECT i.event_id, i.request_id, i.item_id, s.user_id, s.arm, s.day, s.score, s.cold
-        FROM exp_impressions_events i JOIN exp_slots s ON s.request_id = i.request_id AND s.item_id = i.item_id
-    """)
-    run("""
-        CREATE TEMPORARY TABLE exp_shown AS
-        SELECT request_id, item_id, MIN(user_id) AS user_id, MIN(day) AS day
-        FROM exp_impressions GROUP BY request_id, item_id
+        SELECT i.event_id, d.user_id, d.arm, d.day, d.score, d.cold
+        FROM exp_impressions_events i
+        JOIN exp_decisions d ON d.request_id = i.request_id AND d.user_id = i.user_id AND d.item_id = i.item_id
     """)
     events = ", ".join(_quote(name) for name in dict.fromkeys((CLICK, experiment.primary_event)))
     run(f"""
         CREATE TEMPORARY TABLE exp_outcomes AS
-        SELECT o.event_id, o.event, o.value, s.user_id, s.day
-        FROM exp_outcomes_events o JOIN exp_shown s ON s.request_id = o.request_id AND s.item_id = o.item_id
-        WHERE o.event IN ({events})
+        SELECT o.event_id, o.event, o.value, d.user_id, d.day
+        FROM exp_outcomes_events o
+        JOIN exp_decisions d ON d.request_id = o.request_id AND d.user_id = o.user_id AND d.item_id = o.item_id
+        WHERE o.event IN ({events}) AND EXISTS (
+            SELECT 1 FROM exp_impressions_events i
+            WHERE i.request_id = o.request_id AND i.user_id = o.user_id AND i.item_id = o.item_id
+        )
+    """)
+    # The user's arms and when each was first seen (small: at most two rows per user), then the first arm.
+    run("""
+        CREATE TEMPORARY TABLE exp_user_arms AS
+        SELECT user_id, arm, MIN(event_time) AS first_time, MIN(day) AS first_day
+        FROM exp_decisions GROUP BY user_id, arm
     """)
     run("""
         CREATE TEMPORARY TABLE exp_users AS
-        SELECT u.user_id, u.arms, MIN(u.first_day) AS first_day,
-               CASE WHEN u.arms = 1 THEN MIN(u.arm) ELSE MIN(d.arm) END AS policy
-        FROM (
-            SELECT user_id, MIN(event_time) AS first_time, MIN(day) AS first_day, COUNT(DISTINCT arm) AS arms,
-                   MIN(arm) AS arm
-            FROM exp_decisions GROUP BY user_id
-        ) u
-        LEFT JOIN exp_decisions d ON u.arms > 1 AND d.user_id = u.user_id AND d.event_time = u.first_time
-        GROUP BY u.user_id, u.arms
+        SELECT a.user_id, f.arms, f.first_day, MIN(a.arm) AS policy
+        FROM exp_user_arms a
+        JOIN (
+            SELECT user_id, COUNT(*) AS arms, MIN(first_time) AS first_time, MIN(first_day) AS first_day
+            FROM exp_user_arms GROUP BY user_id
+        ) f ON f.user_id = a.user_id AND f.first_time = a.first_time
+        GROUP BY a.user_id, f.arms, f.first_day
     """)
     primary = _quote(experiment.primary_event)
     user_days = run(f"""
@@ -267,9 +271,7 @@ def reduce_experiment(store: RecordStore, experiment: Experiment) -> ExperimentD
                COALESCE(i.impressions, 0) AS impressions, COALESCE(c.clicks, 0) AS clicks,
                COALESCE(c.value, 0.0) AS value, COALESCE(i.score_sum, 0.0) AS score_sum,
                COALESCE(i.cold_impressions, 0) AS cold_impressions
-        FROM (
-            SELECT day, user_id, COUNT(DISTINCT request_id) AS requests FROM exp_decisions GROUP BY day, user_id
-        ) r
+        FROM (SELECT day, user_id, COUNT(*) AS requests FROM exp_requests GROUP BY day, user_id) r
         JOIN exp_users u ON u.user_id = r.user_id
         LEFT JOIN (
             SELECT day, user_id, COUNT(*) AS impressions, SUM(score) AS score_sum, SUM(cold) AS cold_impressions
@@ -322,12 +324,11 @@ def reduce_experiment(store: RecordStore, experiment: Experiment) -> ExperimentD
 _STAGING: tuple[str, ...] = (
     "exp_decisions",
     "exp_requests",
-    "exp_slots",
     "exp_impressions_events",
     "exp_outcomes_events",
     "exp_impressions",
-    "exp_shown",
     "exp_outcomes",
+    "exp_user_arms",
     "exp_users",
 )
 _USER_DAY_TYPES = {
@@ -393,7 +394,9 @@ def _arms(run: Any) -> pd.DataFrame:
         FROM (
             SELECT arm, latency_ms, ROW_NUMBER() OVER (PARTITION BY arm ORDER BY latency_ms) AS rank_in_arm,
                    COUNT(*) OVER (PARTITION BY arm) AS n
-            FROM exp_requests
+            FROM (
+                SELECT request_id, arm, MAX(latency_ms) AS latency_ms FROM exp_requests GROUP BY request_id, arm
+            ) per_request
         ) ranked
         GROUP BY arm
     """)
@@ -433,7 +436,8 @@ def _health(store: RecordStore, experiment: Experiment, identity: str, window: A
     health["impressions_without_decision"] = ids(f"""
         SELECT i.event_id AS id FROM abtest_impressions i
         WHERE {window("i")} AND NOT EXISTS (
-            SELECT 1 FROM abtest_decisions d WHERE d.request_id = i.request_id AND d.item_id = i.item_id
+            SELECT 1 FROM abtest_decisions d
+            WHERE d.request_id = i.request_id AND d.user_id = i.user_id AND d.item_id = i.item_id
         )
         GROUP BY i.event_id
     """)
@@ -470,7 +474,8 @@ def _health(store: RecordStore, experiment: Experiment, identity: str, window: A
     health["outcomes_without_impression"] = ids("""
         SELECT o.event_id AS id FROM exp_outcomes_events o
         WHERE NOT EXISTS (
-            SELECT 1 FROM abtest_impressions i WHERE i.request_id = o.request_id AND i.item_id = o.item_id
+            SELECT 1 FROM abtest_impressions i
+            WHERE i.request_id = o.request_id AND i.user_id = o.user_id AND i.item_id = o.item_id
         )
     """)
     health["torn_tails"] = HealthCount(
