@@ -1,5 +1,6 @@
 """Run `mlflow models serve` for a while: used by the serving tests and the serving benchmark (the client side,
-request bodies and scoring, is `abtest.experiment.router_client`).
+request bodies and scoring, is `abtest.experiment.router_client`). :class:`FloorModel` is the serving benchmark's
+floor: a pyfunc with the router's signature that does no work.
 
 The server is started in its own process group and always stopped (SIGTERM to that group, then SIGKILL), so an
 interrupted test or benchmark leaves no uvicorn worker behind.
@@ -20,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import mlflow
+import numpy as np
 import pandas as pd
 import requests
 
@@ -112,3 +115,51 @@ def invoke(
     if response.status_code != 200:
         raise RuntimeError(f"{base_url}/invocations answered {response.status_code}: {response.text[:2000]}")
     return pd.DataFrame(response.json()["predictions"])
+
+
+class FloorModel(mlflow.pyfunc.PythonModel):
+    """The router's signature and answer columns with no routing or scoring: what serving itself costs.
+
+    It builds its answer with the router's own ``output_frame``, so router / floor measures the routing,
+    feature look-up and scoring, not a different way of making a frame.
+    """
+
+    def predict(
+        self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame, params: dict | None = None
+    ) -> pd.DataFrame:
+        """A constant answer (policy A, score 0.5) for each input row, with the input's ids."""
+        from ab_router.model import output_frame
+        from ab_router.records import REQUEST_ID
+        from ab_router.schema import ITEM_ID, USER_ID
+
+        n_rows = len(model_input)
+        return output_frame(
+            {
+                USER_ID: model_input[USER_ID].to_numpy(dtype=np.int64),
+                ITEM_ID: model_input[ITEM_ID].to_numpy(dtype=np.int64),
+                "policy": np.full(n_rows, "A", dtype=object),
+                "model_name": np.full(n_rows, "floor", dtype=object),
+                "model_version": np.full(n_rows, "1", dtype=object),
+                "score": np.full(n_rows, 0.5),
+                "bucket": np.zeros(n_rows, dtype=np.int64),
+                "cold_user": np.zeros(n_rows, dtype=bool),
+                "cold_item": np.zeros(n_rows, dtype=bool),
+                REQUEST_ID: np.full(n_rows, "", dtype=object),
+            }
+        )
+
+
+def save_floor_model(directory: Path, *, split: float) -> Path:
+    """Save :class:`FloorModel` with the router's signature (``router_signature(split=split)``) to ``directory``.
+
+    The model refers to this module by name: a server needs the project on its ``PYTHONPATH``.
+    """
+    from ab_router.model import router_signature
+
+    mlflow.pyfunc.save_model(
+        str(directory),
+        python_model=FloorModel(),
+        signature=router_signature(split=split),
+        pip_requirements=["mlflow", "pandas", "numpy"],
+    )
+    return directory

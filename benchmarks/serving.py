@@ -1,28 +1,37 @@
-"""Serving benchmark: the served A/B router vs policy B served alone, in-process throughput, and a 60 s soak.
+"""Serving benchmark: the served router against the server's floor, before and after a change, in one run.
 
-Both models are served by ``mlflow models serve --env-manager local -w 1`` on 127.0.0.1, one after the other
-(never at the same time on 2 cores). Requests are built before timing (JSON bytes, ``dataframe_split``) from the
-same (user, item) pairs of the prepare run's test split: the router gets ``user_id, item_id``; policy B gets those
-pairs' feature rows, assembled by the router's own feature look-up (what a client without the router would send).
+Every configuration is served by ``mlflow models serve --env-manager local -w 1`` on 127.0.0.1, one after the
+other (never two at once on 2 cores), and measured with the same pre-serialised requests (JSON bytes,
+``dataframe_split``) from the same (user, item) pairs of the prepare run's test split:
 
-- HTTP, per model: single-row latency p50/p95/p99 (sequential, keep-alive), throughput with 1, 4 and 16 concurrent
-  clients (threads, a bounded number of requests each), and rows/s of 10,000-row requests. Router overhead =
-  router / policy B.
-- In process, on the same 10,000 rows: router ``predict`` (as configured, and forced to B) vs policy B's pyfunc
-  vs the raw ``lightgbm.Booster.predict`` on the assembled feature matrix (the physical limit of this model).
-- Decision log (``ABTEST_DECISION_LOG``): the router served with logging off, to a directory and to SQLite, one
-  after the other: single-row p50 and 10,000-row rows/s over HTTP, and the same rows' CPU time in process; the
-  ratios to "off" are the logging's cost (issue 14: at most 10%).
-- Soak: 16 clients for ``--soak-s`` seconds against the served router (stops by itself): errors, latency
-  percentiles per 10 s window, server RSS (VmRSS summed over the server's process tree) at start and end.
+- the **floor**: a trivial pyfunc with the router's signature and answer columns
+  (``benchmarks.served.FloorModel``), what `mlflow models serve` costs by itself;
+- the **router** as logged (the code measured, ``--code``), and with ``--before-code DIR`` the same router with
+  ``DIR/ab_router`` bundled instead (e.g. a ``git worktree`` of the commit before a change): same artifacts,
+  other code;
+- **policy B alone**, sent the pairs' feature rows (what a client without the router would send).
+
+Per configuration: start-up (process start to the first answered /ping), single-row latency p50/p95/p99
+(sequential, keep-alive; routers also forced to B), throughput and p99 with 1, 4 and 16 concurrent clients, and
+rows/s of 10,000-row requests; each router / the floor. The configurations are a list (:func:`configurations`),
+so another one (a router with its decision log on) is one more entry.
+
+In process, each router is timed by ``benchmarks/router_timing.py`` in a fresh interpreter (one process can run
+only one ``ab_router``): single-row and 100-row ``predict`` p50 and 10,000-row rows/s, beside the raw
+``lightgbm.Booster.predict`` on the assembled feature matrix. ``python -X importtime -c "import ab_router.model"``
+gives each code's import time. A soak (16 clients for ``--soak-s`` seconds) checks errors and server memory.
+
+Decision log (``ABTEST_DECISION_LOG``): the router served with logging off, to a directory and to SQLite, one
+after the other: single-row p50 and 10,000-row rows/s over HTTP, and the same rows' CPU time in process; the
+ratios to "off" are the logging's cost (issue 14: at most 10%).
 
 By default it first builds the models in a temporary SQLite store through the real steps (prepare → train_a,
 train_b → evaluate → register → router) on ML-100K (``--zip`` / $ABTEST_ML100K_ZIP, else a synthetic
 ML-100K-sized zip); ``--tracking-uri`` uses an existing store's ``models:/`` aliases instead.
 
-    python -m benchmarks.serving
-    python -m benchmarks.serving --tracking-uri sqlite:///path/mlflow.db --soak-s 60
-    OMP_NUM_THREADS=1 python -m benchmarks.serving     # LightGBM's OpenMP on one thread, here and in the servers
+    OMP_NUM_THREADS=1 python -m benchmarks.serving --soak-s 0
+    git worktree add /tmp/before <commit>
+    OMP_NUM_THREADS=1 python -m benchmarks.serving --soak-s 0 --before-code /tmp/before
 """
 
 from __future__ import annotations
@@ -32,12 +41,16 @@ import json
 import logging
 import math
 import os
+import re
+import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from unittest.mock import patch
 
@@ -48,10 +61,11 @@ import requests
 
 from ab_router.arms import TREATMENT, policy_arm
 from ab_router.records import DECISION_LOG_ENV
-from ab_router.schema import ITEM_ID, USER_ID, to_feature_frame
+from ab_router.schema import FEATURE_COLUMNS, ITEM_ID, USER_ID, to_feature_frame
 from abtest.experiment.router_client import request_body, resolve_router
 from abtest.tracking.lineage import load_prepared
 from benchmarks.harness import (
+    PROJECT_DIR,
     code_description,
     load_line,
     machine_line,
@@ -63,7 +77,7 @@ from benchmarks.harness import (
     start_benchmark_process,
     use_fresh_store,
 )
-from benchmarks.served import served_model
+from benchmarks.served import save_floor_model, served_model
 from steps.cli import parameter_defaults
 
 log = logging.getLogger("benchmarks.serving")
@@ -76,12 +90,23 @@ SOAK_WINDOW_S = 10.0
 SOAK_CLIENTS = 16
 # Server memory may grow while caches and allocator arenas warm up; beyond this over a soak it is a leak.
 RSS_GROWTH_BOUND_MB = 50.0
-ROUTER_P50_BOUND = 1.25  # router single-row p50 <= 1.25x policy B's
-IN_PROCESS_BOUND = 0.5  # router in-process rows/s >= 50% of Booster.predict's
+# Issue 15's bounds: in process, single-row and 100-row predict p50; served, single-row p50 / the floor's.
+IN_PROCESS_SINGLE_MS = 1.0
+IN_PROCESS_HUNDRED_MS = 1.5
+FLOOR_RATIO_BOUND = 1.5
+ROUTER_P50_BOUND = 1.25  # issue 9: router single-row p50 <= 1.25x policy B's
+IN_PROCESS_BOUND = 0.5  # issue 9: router in-process rows/s >= 50% of Booster.predict's
 HEADERS = {"Content-Type": "application/json"}
-FORCED_B_P50 = "single p50 ms, router forced to B"
 DECISION_LOG_SINKS: tuple[str, ...] = ("off", "directory", "sqlite")
 DECISION_LOG_BOUND = 1.10  # logging adds at most 10% to single-row p50 and to a 10,000-row request's time
+FLOOR = "floor (trivial pyfunc)"
+ROUTER = "router"
+ROUTER_BEFORE = "router before"
+POLICY_B = "policy B alone"
+SINGLE_P50 = "single p50 ms"
+FORCED_B_P50 = "single p50 ms, forced to B"
+STARTUP = "start-up s (to first /ping)"
+TIMING_SCRIPT = Path(__file__).with_name("router_timing.py")
 
 
 # --------------------------------------------------------------------------------------------------- building
@@ -170,53 +195,120 @@ def _clients(url: str, bodies: Sequence[bytes], *, clients: int, per_client: int
     return time.perf_counter() - started, latencies
 
 
-def measure_http(
-    url: str,
-    single: Sequence[bytes],
-    big: bytes,
-    *,
-    big_rows: int,
-    per_client: int,
-    big_repeats: int,
-    forced_b: Sequence[bytes] = (),
-) -> dict[str, float]:
-    """Single-row percentiles, throughput per concurrency and 10,000-row rows/s of one served model.
+@dataclass(frozen=True)
+class Served:
+    """One configuration to serve and measure: its name, the model (URI or directory) and its requests."""
 
-    ``forced_b`` (router only): the single-row requests again with every row sent to policy B.
-    """
-    with requests.Session() as session:
-        for body in single[:20]:  # warm-up: lazy imports, allocator growth
+    name: str
+    model: str
+    single: Sequence[bytes]
+    big: bytes
+    forced_b: Sequence[bytes] = ()  # routers only: the single-row requests with every row sent to policy B
+    env: Mapping[str, str] = field(default_factory=dict)  # the server's extra environment
+
+
+def configurations(
+    workload: Workload, *, router_dir: Path, floor_dir: Path, before_dir: Path | None
+) -> list[Served]:
+    """What the HTTP table compares, in serving order: the floor, the router (before, after), policy B alone."""
+    router_requests = {
+        "single": workload.router_single,
+        "big": workload.router_big,
+        "forced_b": workload.router_single_forced_b,
+    }
+    served = [Served(FLOOR, str(floor_dir), workload.router_single, workload.router_big)]
+    if before_dir is not None:
+        served.append(Served(ROUTER_BEFORE, str(before_dir), **router_requests))
+    served.append(Served(ROUTER, str(router_dir), **router_requests))
+    served.append(Served(POLICY_B, POLICY_B_URI, workload.policy_single, workload.policy_big))
+    return served
+
+
+def measure_http(served: Served, *, big_rows: int, per_client: int, big_repeats: int) -> dict[str, float]:
+    """Serve one configuration; its start-up, single-row percentiles, throughput per concurrency, big rows/s."""
+    started = time.perf_counter()
+    with served_model(served.model, env=served.env) as url, requests.Session() as session:
+        stats = {STARTUP: time.perf_counter() - started}
+        log.info("measuring %s at %s", served.name, url)
+        for body in served.single[:20]:  # warm-up: lazy imports, allocator growth
             _post(session, url, body)
-        latencies = [_post(session, url, body) for body in single]
-        forced = [_post(session, url, body) for body in forced_b]
-        big_times = [_post(session, url, big) for _ in range(big_repeats)]
-    stats = {f"single p{q} ms": percentile(latencies, q) * 1000 for q in (50, 95, 99)}
-    if forced:
-        stats[FORCED_B_P50] = percentile(forced, 50) * 1000
-    for clients in CONCURRENCY:
-        wall, concurrent = _clients(url, single, clients=clients, per_client=per_client)
-        stats[f"{clients} clients req/s"] = len(concurrent) / wall
-        stats[f"{clients} clients p99 ms"] = percentile(concurrent, 99) * 1000
+        latencies = [_post(session, url, body) for body in served.single]
+        forced = [_post(session, url, body) for body in served.forced_b]
+        big_times = [_post(session, url, served.big) for _ in range(big_repeats)]
+        stats.update({f"single p{q} ms": percentile(latencies, q) * 1000 for q in (50, 95, 99)})
+        if forced:
+            stats[FORCED_B_P50] = percentile(forced, 50) * 1000
+        for clients in CONCURRENCY:
+            wall, concurrent = _clients(url, served.single, clients=clients, per_client=per_client)
+            stats[f"{clients} clients req/s"] = len(concurrent) / wall
+            stats[f"{clients} clients p99 ms"] = percentile(concurrent, 99) * 1000
     stats[f"{big_rows:,}-row request s"] = median(big_times)
     stats[f"{big_rows:,}-row rows/s"] = big_rows / median(big_times)
     return stats
 
 
+# --------------------------------------------------------------------------------------------------- models
+def router_directories(root: Path, *, before_code: Path | None) -> tuple[Path, Path | None]:
+    """The logged router downloaded to ``root`` bundling the measured code's ``ab_router`` (this project's), and
+    the same model bundling ``before_code/ab_router``: same artifacts and config, only the code differs."""
+    logged = Path(mlflow.artifacts.download_artifacts(artifact_uri=ROUTER_URI, dst_path=str(root / "logged")))
+    directories = []
+    for name, checkout in (("router", PROJECT_DIR), ("router-before", before_code)):
+        if checkout is None:
+            directories.append(None)
+            continue
+        source = checkout / "ab_router"
+        if not (source / "model.py").is_file():
+            raise ValueError(f"a router's code must be a checkout holding ab_router/model.py; {source} has none")
+        directory = root / name
+        shutil.copytree(logged, directory)
+        shutil.rmtree(directory / "code" / "ab_router")
+        shutil.copytree(source, directory / "code" / "ab_router", ignore=shutil.ignore_patterns("__pycache__"))
+        directories.append(directory)
+    return directories[0], directories[1]
+
+
+def _isolated_env() -> dict[str, str]:
+    """This environment without PYTHONPATH: a router's bundled ab_router must be the only one importable."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def time_in_fresh_process(router_dir: Path, pairs_file: Path, *, repeats: int, big_repeats: int) -> dict:
+    """``benchmarks/router_timing.py`` on one router, in an interpreter that imported no ab_router."""
+    command = [sys.executable, str(TIMING_SCRIPT), str(router_dir), str(pairs_file)]
+    command += ["--repeats", str(repeats), "--big-repeats", str(big_repeats)]
+    result = subprocess.run(
+        command, env=_isolated_env(), cwd=router_dir.parent, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"timing {router_dir} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def import_ms(code_dir: Path) -> float:
+    """Cumulative import time of ``ab_router.model`` (``python -X importtime``) from ``code_dir``, in ms."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import ab_router.model"],
+        env={**_isolated_env(), "PYTHONPATH": str(code_dir)},
+        cwd=code_dir,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(x for x in result.stderr.splitlines() if re.search(r"\|\s*ab_router\.model$", x))
+    return int(line.split("|")[1]) / 1000
+
+
 # --------------------------------------------------------------------------------------------------- in process
-def measure_in_process(
-    router_model: mlflow.pyfunc.PyFuncModel, workload: Workload, *, repeats: int
-) -> dict[str, float]:
-    """Rows/s of each way to score the same rows in this process (median over ``repeats``)."""
+def measure_in_process(workload: Workload, *, repeats: int) -> dict[str, Rates]:
+    """Rows/s of the policy B paths in this process: raw Booster.predict and its pyfunc on the feature rows."""
     booster = mlflow.lightgbm.load_model(POLICY_B_URI)
     policy_b = mlflow.pyfunc.load_model(POLICY_B_URI)
-    lookup = router_model.unwrap_python_model().features
-    pairs, features = workload.pairs, workload.features
+    features = workload.features
+    matrix = features.loc[:, list(FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
     candidates: dict[str, Callable[[], object]] = {
-        "raw Booster.predict (feature matrix given)": lambda: booster.predict(features),
+        BOOSTER: lambda: booster.predict(matrix, num_threads=1),
         "policy B pyfunc predict (feature frame given)": lambda: policy_b.predict(features),
-        "feature look-up only (FeatureLookup.assemble)": lambda: lookup.assemble(pairs),
-        "router predict, forced to B": lambda: router_model.predict(pairs, params={"force_policy": "B"}),
-        "router predict (as configured: A and B)": lambda: router_model.predict(pairs),
     }
     rates = {}
     for name, call in candidates.items():
@@ -228,8 +320,11 @@ def measure_in_process(
             walls.append(time.perf_counter() - started)
             cpus.append(time.process_time() - cpu_started)
         # CPU time is what a loaded shared machine distorts least; every path here runs on one thread.
-        rates[name] = Rates(wall=len(pairs) / median(walls), cpu=len(pairs) / median(cpus))
+        rates[name] = Rates(wall=len(features) / median(walls), cpu=len(features) / median(cpus))
     return rates
+
+
+BOOSTER = "raw Booster.predict (feature matrix given, 1 thread)"
 
 
 @dataclass(frozen=True)
@@ -384,70 +479,126 @@ def soak(url: str, bodies: Sequence[bytes], *, seconds: float, clients: int = SO
 
 
 # --------------------------------------------------------------------------------------------------- report
-def http_table(router: Mapping[str, float], policy_b: Mapping[str, float]) -> str:
-    """Router and policy B side by side with the ratio router / policy B."""
-    rows = [
-        [name, router[name], policy_b[name], router[name] / policy_b[name]] for name in router if name in policy_b
+def http_table(results: Mapping[str, Mapping[str, float]]) -> str:
+    """One column per served configuration, then each one's ratio to the floor (the first configuration)."""
+    names = list(results)
+    floor, others = names[0], names[1:]
+    metrics = list(dict.fromkeys(metric for stats in results.values() for metric in stats))
+    rows = []
+    for metric in metrics:
+        # A metric the floor has no figure for (forced to B) is compared with the floor's single-row p50.
+        base = results[floor].get(metric, results[floor][SINGLE_P50] if metric == FORCED_B_P50 else math.nan)
+        cells = [results[name].get(metric, "") for name in names]
+        ratios = [results[name][metric] / base if metric in results[name] else "" for name in others]
+        rows.append([metric, *cells, *ratios])
+    return markdown_table(["metric", *names, *(f"{name} / floor" for name in others)], rows)
+
+
+def in_process_table(timings: Mapping[str, Mapping[str, float]], rates: Mapping[str, Rates], rows: int) -> str:
+    """Each router's in-process figures (a fresh process each), and the policy B paths' rows/s beside them."""
+    header = [
+        f"in process ({rows:,}-row rows/s)",
+        "single p50 ms",
+        "single CPU p50 ms",
+        "100-row p50 ms",
+        "100-row CPU p50 ms",
+        "single p50 ms, python model only",
+        "rows/s (wall)",
+        "rows/s (CPU)",
+        "load s",
+        "import ab_router.model ms",
     ]
-    if FORCED_B_P50 in router:
-        base = policy_b["single p50 ms"]
-        rows.insert(3, [FORCED_B_P50, router[FORCED_B_P50], base, router[FORCED_B_P50] / base])
-    return markdown_table(["metric", "router", "policy B alone", "router / policy B"], rows)
-
-
-def in_process_table(rates: Mapping[str, Rates], rows: int) -> str:
-    """Rows/s of each in-process path and its share of raw Booster.predict (by wall and by CPU time)."""
-    base = next(iter(rates.values()))
-    body = [[name, r.wall, r.wall / base.wall, r.cpu, r.cpu / base.cpu] for name, r in rates.items()]
-    header = [f"in process, {rows:,} rows", "rows/s (wall)", "share (wall)", "rows/s (CPU)", "share (CPU)"]
+    body: list[list[object]] = [
+        [
+            name,
+            t[SINGLE_P50],
+            t["single CPU p50 ms"],
+            t["100-row p50 ms"],
+            t["100-row CPU p50 ms"],
+            t["single p50 ms, python model only"],
+            t["rows/s (wall)"],
+            t["rows/s (CPU)"],
+            t["load s"],
+            t.get("import ms", ""),
+        ]
+        for name, t in timings.items()
+    ]
+    body += [[name, "", "", "", "", "", r.wall, r.cpu, "", ""] for name, r in rates.items()]
     return markdown_table(header, body)
 
 
+def _target(
+    label: str, bound: str, before: float | None, measured: float, met: Callable[[float], bool]
+) -> list[object]:
+    return [label, bound, "" if before is None else before, measured, _status(met(measured))]
+
+
 def targets_table(
-    router: Mapping[str, float],
-    policy_b: Mapping[str, float],
+    http: Mapping[str, Mapping[str, float]],
+    timings: Mapping[str, Mapping[str, float]],
     rates: Mapping[str, Rates],
     soak_result: SoakResult | None,
 ) -> str:
-    """Issue 9's serving targets, with status."""
-    p50_ratio = router["single p50 ms"] / policy_b["single p50 ms"]
-    booster = rates["raw Booster.predict (feature matrix given)"]
-    router_rates = rates["router predict (as configured: A and B)"]
-    forced_b = rates["router predict, forced to B"]
+    """Issue 15's router targets (and issue 9's), judged on the router; the router before the change beside it."""
+
+    def both(value: Callable[[str], float]) -> tuple[float | None, float]:
+        return (value(ROUTER_BEFORE) if ROUTER_BEFORE in http else None), value(ROUTER)
+
+    booster = rates[BOOSTER].cpu
     rows = [
-        [
-            "router single-row p50 / policy B's",
+        _target(
+            "router in-process single-row predict p50, ms",
+            f"<= {IN_PROCESS_SINGLE_MS}",
+            *both(lambda name: timings[name][SINGLE_P50]),
+            lambda x: x <= IN_PROCESS_SINGLE_MS,
+        ),
+        _target(
+            "router in-process single-row predict p50, CPU ms",
+            f"<= {IN_PROCESS_SINGLE_MS}",
+            *both(lambda name: timings[name]["single CPU p50 ms"]),
+            lambda x: x <= IN_PROCESS_SINGLE_MS,
+        ),
+        _target(
+            "router in-process 100-row predict p50, ms",
+            f"<= {IN_PROCESS_HUNDRED_MS}",
+            *both(lambda name: timings[name]["100-row p50 ms"]),
+            lambda x: x <= IN_PROCESS_HUNDRED_MS,
+        ),
+        _target(
+            "router in-process 100-row predict p50, CPU ms",
+            f"<= {IN_PROCESS_HUNDRED_MS}",
+            *both(lambda name: timings[name]["100-row CPU p50 ms"]),
+            lambda x: x <= IN_PROCESS_HUNDRED_MS,
+        ),
+        _target(
+            "served router single-row p50 / the floor's",
+            f"<= {FLOOR_RATIO_BOUND}",
+            *both(lambda name: http[name][SINGLE_P50] / http[FLOOR][SINGLE_P50]),
+            lambda x: x <= FLOOR_RATIO_BOUND,
+        ),
+        _target(
+            "served router single-row p50 / policy B's (issue 9)",
             f"<= {ROUTER_P50_BOUND}",
-            p50_ratio,
-            _status(p50_ratio <= ROUTER_P50_BOUND),
-        ],
+            *both(lambda name: http[name][SINGLE_P50] / http[POLICY_B][SINGLE_P50]),
+            lambda x: x <= ROUTER_P50_BOUND,
+        ),
+        _target(
+            "router in-process rows/s (CPU) / Booster.predict's (issue 9)",
+            f">= {IN_PROCESS_BOUND}",
+            *both(lambda name: timings[name]["rows/s (CPU)"] / booster),
+            lambda x: x >= IN_PROCESS_BOUND,
+        ),
     ]
-    if FORCED_B_P50 in router:
-        forced_ratio = router[FORCED_B_P50] / policy_b["single p50 ms"]
-        rows.append(
-            [
-                "router forced to B, single-row p50 / policy B's",
-                f"<= {ROUTER_P50_BOUND}",
-                forced_ratio,
-                _status(forced_ratio <= ROUTER_P50_BOUND),
-            ]
-        )
-    for name, measured in (("router", router_rates), ("router forced to B", forced_b)):
-        for kind, share in (("CPU", measured.cpu / booster.cpu), ("wall", measured.wall / booster.wall)):
-            label = f"{name} in-process rows/s / Booster.predict's ({kind} time)"
-            rows.append([label, f">= {IN_PROCESS_BOUND}", share, _status(share >= IN_PROCESS_BOUND)])
     if soak_result is not None:
         growth = soak_result.rss_end_mb - soak_result.rss_start_mb
         rows += [
-            ["soak errors", "0", float(soak_result.errors), _status(soak_result.errors == 0)],
-            [
-                "soak server RSS growth, MB",
-                f"<= {RSS_GROWTH_BOUND_MB:.0f}",
-                growth,
-                _status(growth <= RSS_GROWTH_BOUND_MB),
-            ],
-        ]
-    return markdown_table(["target", "bound", "measured", "status"], rows)
+            _target("soak errors", "0", None, float(soak_result.errors), lambda x: x == 0),
+            _target(
+                "soak server RSS growth, MB", f"<= {RSS_GROWTH_BOUND_MB:.0f}", None, growth,
+                lambda x: x <= RSS_GROWTH_BOUND_MB,
+            ),
+        ]  # fmt: skip
+    return markdown_table(["target", "bound", "before", "measured", "status"], rows)
 
 
 def _status(met: bool) -> str:
@@ -459,6 +610,9 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog="benchmarks.serving", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tracking-uri", default="", help="use this store's models (default: build them)")
     parser.add_argument("--zip", default=os.environ.get("ABTEST_ML100K_ZIP", ""), help="original ml-100k.zip")
+    parser.add_argument(
+        "--before-code", default="", help="a checkout whose ab_router is the 'before' router (e.g. a worktree)"
+    )
     parser.add_argument("--single", type=int, default=300, help="sequential single-row requests per model")
     parser.add_argument("--per-client", type=int, default=50, help="requests per client in the concurrency runs")
     parser.add_argument("--big-rows", type=int, default=10_000)
@@ -469,57 +623,70 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--code", choices=("head", "worktree"), default="head", help="which code to snapshot")
     args = parser.parse_args(argv)
+    # Resolved here, before the snapshot child starts in another directory: relative to the caller's directory.
+    before_code = Path(args.before_code).resolve() if args.before_code else None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if before_code is not None:
+        argv = [str(before_code) if a == args.before_code else a for a in argv]
     if start_benchmark_process("benchmarks.serving", argv, code=args.code):
         return ""
     load_before = load_line()
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        root = Path(tmp)
         if args.tracking_uri:
             os.environ["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_REGISTRY_URI"] = args.tracking_uri
             mlflow.set_tracking_uri(args.tracking_uri)
             mlflow.set_registry_uri(args.tracking_uri)
         else:
-            build_models(Path(tmp), zip_path=args.zip)
+            build_models(root, zip_path=args.zip)
         router_model = mlflow.pyfunc.load_model(ROUTER_URI)
         workload = build_workload(router_model, n_single=args.single, big_rows=args.big_rows, seed=args.seed)
-        rates = measure_in_process(router_model, workload, repeats=args.in_process_repeats)
+        split = float(router_model.model_config["split"])
         del router_model
-        http = {}
-        for uri, single, big, forced_b in (
-            (ROUTER_URI, workload.router_single, workload.router_big, workload.router_single_forced_b),
-            (POLICY_B_URI, workload.policy_single, workload.policy_big, []),
-        ):
-            with served_model(uri) as url:
-                log.info("measuring %s", uri)
-                http[uri] = measure_http(
-                    url,
-                    single,
-                    big,
-                    big_rows=args.big_rows,
-                    per_client=args.per_client,
-                    big_repeats=args.big_repeats,
-                    forced_b=forced_b,
-                )
+        router_dir, before_dir = router_directories(root, before_code=before_code)
+        floor_dir = save_floor_model(root / "floor", split=split)
+        pairs_file = root / "pairs.parquet"
+        workload.pairs.to_parquet(pairs_file)
+        routers = {ROUTER_BEFORE: before_dir, ROUTER: router_dir} if before_dir else {ROUTER: router_dir}
+        code = {ROUTER_BEFORE: before_code, ROUTER: PROJECT_DIR}
+        timings = {}
+        for name, directory in routers.items():
+            log.info("in process: timing %s", name)
+            timings[name] = time_in_fresh_process(
+                directory, pairs_file, repeats=args.single, big_repeats=args.in_process_repeats
+            )
+            timings[name]["import ms"] = import_ms(code[name])
+        rates = measure_in_process(workload, repeats=args.in_process_repeats)
+        http = {
+            served.name: measure_http(
+                served, big_rows=args.big_rows, per_client=args.per_client, big_repeats=args.big_repeats
+            )
+            for served in configurations(
+                workload, router_dir=router_dir, floor_dir=floor_dir, before_dir=before_dir
+            )
+        }
         logging_cost = (
-            None
-            if args.no_decision_log
-            else measure_decision_log(workload, Path(tmp), big_repeats=args.big_repeats)
+            None if args.no_decision_log else measure_decision_log(workload, root, big_repeats=args.big_repeats)
         )
         soak_result = None
         if args.soak_s > 0:
-            with served_model(ROUTER_URI) as url:
+            with served_model(str(router_dir)) as url:
                 log.info("soak: %d clients for %.0f s", SOAK_CLIENTS, args.soak_s)
                 soak_result = soak(url, workload.router_single, seconds=args.soak_s)
+    before_line = f"; {ROUTER_BEFORE}: the same router bundling {before_code}/ab_router" if before_code else ""
     parts = [
         machine_line(),
-        f"code: {code_description()}; mlflow models serve -w 1 --env-manager local; 127.0.0.1; "
+        f"code: {code_description()}{before_line}; mlflow models serve -w 1 --env-manager local; 127.0.0.1; "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')} (servers inherit it); "
-        f"clients are threads of this process (they share the 2 cores with the server)",
+        "clients are threads of this process (they share the 2 cores with the server); "
+        "PYTHONDONTWRITEBYTECODE="
+        f"{os.environ.get('PYTHONDONTWRITEBYTECODE', 'unset')} (1: every import compiles from source)",
         f"{load_before} (before); {load_line()} (after)",
         "",
-        "HTTP (same pairs; policy B gets their assembled feature rows)",
-        http_table(http[ROUTER_URI], http[POLICY_B_URI]),
+        "HTTP (same pairs; policy B gets their assembled feature rows; served one after the other)",
+        http_table(http),
         "",
-        in_process_table(rates, len(workload.pairs)),
+        in_process_table(timings, rates, len(workload.pairs)),
     ]
     if soak_result is not None:
         parts += [
@@ -538,7 +705,7 @@ def main(argv: Sequence[str] | None = None) -> str:
             "Decision log (the router served with ABTEST_DECISION_LOG off / a directory / SQLite, in turn)",
             decision_log_table(logging_cost),
         ]
-    parts += ["", "Targets (issue 9)", targets_table(http[ROUTER_URI], http[POLICY_B_URI], rates, soak_result)]
+    parts += ["", "Targets (issues 15 and 9)", targets_table(http, timings, rates, soak_result)]
     if logging_cost is not None:
         parts += [
             "",

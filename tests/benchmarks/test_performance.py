@@ -9,7 +9,17 @@ import pytest
 
 from benchmarks.harness import Measurement, percentile, process_tree, rss_mb, scaling_exponent
 from benchmarks.pipeline import MAIN_CACHED, MAIN_COLD, SIZES, Results, parse_sizes, tables
-from benchmarks.serving import Rates, SoakResult, targets_table
+from benchmarks.serving import (
+    BOOSTER,
+    FLOOR,
+    POLICY_B,
+    ROUTER,
+    ROUTER_BEFORE,
+    Rates,
+    SoakResult,
+    http_table,
+    targets_table,
+)
 
 
 def test_scaling_exponent_is_the_log_log_slope() -> None:
@@ -50,19 +60,57 @@ def test_parse_sizes_rejects_unknown_names() -> None:
         parse_sizes("ml-20m")
 
 
-def test_serving_targets_judge_ratio_share_errors_and_memory() -> None:
-    router = {"single p50 ms": 6.0}
-    policy_b = {"single p50 ms": 4.0}
-    rates = {
-        "raw Booster.predict (feature matrix given)": Rates(wall=100.0, cpu=100.0),
-        "router predict (as configured: A and B)": Rates(wall=60.0, cpu=40.0),
-        "router predict, forced to B": Rates(wall=70.0, cpu=55.0),
+def _timing(single: float, hundred: float, cpu_rate: float) -> dict[str, float]:
+    return {
+        "single p50 ms": single,
+        "single CPU p50 ms": single / 2,
+        "100-row p50 ms": hundred,
+        "100-row CPU p50 ms": hundred / 2,
+        "single p50 ms, python model only": single / 3,
+        "rows/s (wall)": cpu_rate / 2,
+        "rows/s (CPU)": cpu_rate,
+        "load s": 3.0,
     }
+
+
+def test_serving_targets_judge_the_router_against_floor_policy_b_and_the_bounds() -> None:
+    http = {
+        FLOOR: {"single p50 ms": 4.0},
+        ROUTER_BEFORE: {"single p50 ms": 20.0},
+        ROUTER: {"single p50 ms": 5.0},
+        POLICY_B: {"single p50 ms": 4.5},
+    }
+    timings = {ROUTER_BEFORE: _timing(8.0, 8.4, 40.0), ROUTER: _timing(0.8, 1.6, 60.0)}
     soak = SoakResult(windows=[], errors=0, requests=100, rss_start_mb=300.0, rss_end_mb=320.0, rss_max_mb=330.0)
-    text = targets_table(router, policy_b, rates, soak)
-    assert "| router single-row p50 / policy B's | <= 1.25 | 1.500 | MISSED |" in text
-    assert "| router in-process rows/s / Booster.predict's (CPU time) | >= 0.5 | 0.400 | MISSED |" in text
-    assert "| router in-process rows/s / Booster.predict's (wall time) | >= 0.5 | 0.600 | met |" in text
-    assert "| router forced to B in-process rows/s / Booster.predict's (CPU time) | >= 0.5 | 0.550 | met |" in text
-    assert "| soak errors | 0 | 0.000 | met |" in text
-    assert "| soak server RSS growth, MB | <= 50 | 20.000 | met |" in text
+    text = targets_table(http, timings, {BOOSTER: Rates(wall=50.0, cpu=100.0)}, soak)
+    assert "| router in-process single-row predict p50, ms | <= 1.0 | 8.000 | 0.800 | met |" in text
+    assert "| router in-process 100-row predict p50, ms | <= 1.5 | 8.400 | 1.600 | MISSED |" in text
+    assert "| router in-process 100-row predict p50, CPU ms | <= 1.5 | 4.200 | 0.800 | met |" in text
+    assert "| served router single-row p50 / the floor's | <= 1.5 | 5.000 | 1.250 | met |" in text
+    assert "| served router single-row p50 / policy B's (issue 9) | <= 1.25 | 4.444 | 1.111 | met |" in text
+    assert "| router in-process rows/s (CPU) / Booster.predict's (issue 9) | >= 0.5 | 0.400 | 0.600 | met |" in (
+        text
+    )
+    assert "| soak errors | 0 |  | 0.000 | met |" in text
+    assert "| soak server RSS growth, MB | <= 50 |  | 20.000 | met |" in text
+    # Without a before router its column stays empty.
+    del http[ROUTER_BEFORE], timings[ROUTER_BEFORE]
+    text = targets_table(http, timings, {BOOSTER: Rates(wall=50.0, cpu=100.0)}, None)
+    assert "| served router single-row p50 / the floor's | <= 1.5 |  | 1.250 | met |" in text
+    assert "soak" not in text
+
+
+def test_serving_http_table_puts_every_configuration_beside_the_floor() -> None:
+    http = {
+        FLOOR: {"single p50 ms": 4.0, "10,000-row rows/s": 20_000.0},
+        ROUTER: {"single p50 ms": 6.0, "10,000-row rows/s": 10_000.0, "single p50 ms, forced to B": 5.0},
+        "router, decision log on": {"single p50 ms": 7.0, "10,000-row rows/s": 9_000.0},
+    }
+    text = http_table(http)
+    logged = "router, decision log on"
+    header = f"| metric | {FLOOR} | {ROUTER} | {logged} | {ROUTER} / floor | {logged} / floor |"
+    assert text.splitlines()[0] == header
+    assert "| single p50 ms | 4.000 | 6.000 | 7.000 | 1.500 | 1.750 |" in text
+    assert "| 10,000-row rows/s | 20,000.0 | 10,000.0 | 9,000.0 | 0.500 | 0.450 |" in text
+    # forced to B has no floor figure of its own: it is compared with the floor's single-row p50
+    assert "| single p50 ms, forced to B |  | 5.000 |  | 1.250 |  |" in text
