@@ -32,7 +32,6 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -500,13 +499,3 @@ def _check_rows(store: RecordStore, record_type: RecordType, events: tuple[str, 
             where = f"table {table}, row with " + ", ".join(f"{name}={values[name]!r}" for name in record_type.key)
             shown = {k: v for k, v in values.items() if k in record_type.columns}
             raise RecordError(where, rule, f"{detail}: {shown}")
-
-
-@contextmanager
-def records_at(location: str | Path, *, events: Iterable[str] = ()) -> Iterator[RecordStore]:
-    """:func:`open_records` as a context manager."""
-    store = open_records(location, events=events)
-    try:
-        yield store
-    finally:
-        store.close()
