@@ -167,11 +167,16 @@ class FeatureRows:
 
 def pair_ids(pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """The user_id and item_id columns of ``pairs`` as int64 arrays; a missing or non-integer column is refused."""
-    absent = [c for c in (USER_ID, ITEM_ID) if c not in pairs.columns]
+    names = pairs.columns.tolist()
+    absent = [c for c in (USER_ID, ITEM_ID) if c not in names]
     if absent:
         raise ValueError(f"pairs must have columns {[USER_ID, ITEM_ID]}; missing {absent}")
     try:
-        return pairs[USER_ID].to_numpy(dtype=np.int64), pairs[ITEM_ID].to_numpy(dtype=np.int64)
+        # The stored column arrays: ``pairs[name]`` builds a Series and, on each new frame, the column index's
+        # hash table (~40 us of a ~0.5 ms single-row request).
+        return tuple(  # type: ignore[return-value]
+            np.asarray(pairs._get_column_array(names.index(c)), dtype=np.int64) for c in (USER_ID, ITEM_ID)
+        )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"user_id and item_id must be integers: {exc}") from None
 

@@ -263,7 +263,8 @@ class ABRouterModel(mlflow.pyfunc.PythonModel):
     ) -> pd.DataFrame:
         """Route and score each (user_id, item_id) row; see the module docstring for the columns."""
         started, event_time = time.perf_counter(), datetime.now(UTC)
-        missing = [c for c in (USER_ID, ITEM_ID) if c not in model_input.columns]
+        names = model_input.columns.tolist()  # `in` on a new frame's columns builds their hash table
+        missing = [c for c in (USER_ID, ITEM_ID) if c not in names]
         if missing:
             raise _bad_request(f"router input is missing columns {missing}; it needs {[USER_ID, ITEM_ID]} (long)")
         assignment, force_policy = self._resolve_params(params)
