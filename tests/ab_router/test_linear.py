@@ -7,8 +7,9 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import MinMaxScaler
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from ab_router import linear, schema
 from abtest.policies import models
@@ -92,3 +93,42 @@ def test_a_compiled_scorer_that_disagrees_on_the_probe_is_not_used(
         scorer = linear.fast_scorer(pipeline, probe)
     assert "differs by" in caplog.text
     np.testing.assert_array_equal(scorer(probe), pipeline.predict_proba(probe)[:, 1])
+
+
+def test_matrix_predictor_equals_predict_on_the_frame_and_a_row_alone_equals_it_in_a_batch(
+    train: pd.DataFrame, probe: pd.DataFrame
+) -> None:
+    pipeline = fit_a(train)
+    scorer = linear.checked_compile(pipeline, probe)
+    assert scorer is not None
+    frame = pd.concat([schema.to_feature_frame(planted_frame(300, seed=11)), probe], ignore_index=True)
+    matrix = frame.loc[:, list(schema.FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
+    scores = scorer.matrix_predictor()(matrix)
+    np.testing.assert_array_equal(scores, scorer.predict(frame))
+    np.testing.assert_allclose(scores, pipeline.predict_proba(frame)[:, 1], rtol=0, atol=1e-12)
+    # einsum adds a row's terms in one order whatever the batch (BLAS's matrix-vector product blocks rows).
+    alone = np.concatenate([scorer.matrix_predictor()(matrix[k : k + 1]) for k in range(len(matrix))])
+    np.testing.assert_array_equal(alone, scores)
+
+
+def test_matrix_predictor_takes_the_pipelines_columns_from_the_schema_matrix(train: pd.DataFrame) -> None:
+    columns = ["occupation", "user_pos_rate", "item_pos_rate"]  # a subset, not in schema order
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression()).fit(train[columns], train["label"])
+    scorer = linear.compile_pipeline(pipeline)
+    frame = schema.to_feature_frame(planted_frame(50, seed=12))
+    matrix = frame.loc[:, list(schema.FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
+    np.testing.assert_allclose(
+        scorer.matrix_predictor()(matrix), pipeline.predict_proba(frame[columns])[:, 1], rtol=0, atol=1e-12
+    )
+
+
+def test_checked_compile_gives_none_when_the_pipeline_is_not_compiled(
+    train: pd.DataFrame, probe: pd.DataFrame
+) -> None:
+    pipeline = fit_a(train)
+    numeric = pipeline.named_steps["preprocess"].named_transformers_["numeric"]
+    numeric.steps[1] = (
+        "scale",
+        MinMaxScaler().fit(numeric.steps[0][1].transform(train[list(schema.NUMERIC_FEATURES)])),
+    )
+    assert linear.checked_compile(pipeline, probe) is None
