@@ -55,6 +55,8 @@ def test_good_request_gets_200_and_every_output_column(
     assert out["model_version"].tolist() == [versions[p] for p in out["policy"]]
     assert out["score"].between(0, 1).all()
     assert out["cold_user"].tolist()[-1] is True
+    # no request_id input: one generated per request, the same on every row (what impressions name)
+    assert out["request_id"].nunique() == 1 and len(out["request_id"].iloc[0]) == 32
 
 
 @pytest.mark.e2e
