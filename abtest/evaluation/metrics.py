@@ -3,7 +3,9 @@
 Every metric here is a ratio of sums over rows or over users. Reducing the rows to per-user sufficient statistics
 once (positives and negatives per user and score level, loss sums, calibration-bin sums, per-user ranking values)
 turns a user-clustered bootstrap replicate into one matrix product with that replicate's user weights: 1,000
-replicates of 20,000 rows take about a second instead of 1,000 calls of scikit-learn. The point estimate is the
+replicates of 20,000 rows take about a second instead of 1,000 calls of scikit-learn. AUC and average precision
+visit only the score levels that hold a positive, in int64 for the bootstrap's whole-number weights, so their
+replicates equal the dense per-level sums bit for bit at a third of the cost. The point estimate is the
 same computation with every weight 1, and the tests check it against scikit-learn's metrics.
 """
 
@@ -226,8 +228,12 @@ def _weighted_sums(matrix: sparse.csr_array, weights: np.ndarray) -> np.ndarray:
     return np.asarray((matrix.T @ weights.T).T)
 
 
-def _ranking_auc_ap(stats: PolicyStatistics, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted ROC AUC (ties count 1/2) and average precision (scikit-learn's step definition)."""
+def _dense_auc_ap(stats: PolicyStatistics, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AUC and average precision over every score level (replicates x levels, dense): the point estimate's path.
+
+    With one row of weights numpy sums a contiguous row pairwise, not in score order, so the point estimate keeps
+    this form (cheap for one row) and its value stays what it was; replicates go through :func:`_ranking_auc_ap`.
+    """
     pos = _weighted_sums(stats.positives, weights)
     neg = _weighted_sums(stats.negatives, weights)
     cum_pos = np.cumsum(pos, axis=1)
@@ -239,6 +245,139 @@ def _ranking_auc_ap(stats: PolicyStatistics, weights: np.ndarray) -> tuple[np.nd
         auc = (pos * beaten).sum(axis=1) / (total_pos * total_neg)
         precision = np.divide(cum_pos, cum_pos + cum_neg, out=np.zeros_like(cum_pos), where=pos > 0)
         average_precision = (pos * precision).sum(axis=1) / total_pos
+    return auc, average_precision
+
+
+def _grouped(entries: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions where each run of equal ``groups`` values starts among ``entries``, and those values."""
+    if not len(entries):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], groups[1:] != groups[:-1]]))
+    return starts, groups[starts]
+
+
+def _exact_counts(values: np.ndarray) -> np.ndarray:
+    """Counts as int64 when they are whole numbers (they are: sums of 0/1 labels), else as they are."""
+    return values.astype(np.int64) if np.array_equal(values, np.rint(values)) else values
+
+
+@dataclass(frozen=True)
+class _RankingLayout:
+    """Where one policy's positives and negatives sit among its score levels, for AUC and average precision.
+
+    Only the J levels holding a positive add to either sum, so a replicate needs J values, not one per level.
+    Positives: the first entry of each such level (``first_*``) plus the few further entries of levels where
+    several users' rows tie (``extra_*``, summed per level). Negatives: every entry in level order
+    (``negative_*``) with, per positive level, how many entries lie at or above it (``negatives_through``), and
+    those that share a positive level (``tie_*``), which count half.
+    """
+
+    first_users: np.ndarray
+    first_counts: np.ndarray | None  # None when every count is 1
+    extra_users: np.ndarray
+    extra_counts: np.ndarray
+    extra_starts: np.ndarray
+    extra_levels: np.ndarray  # 0..J-1
+    negative_users: np.ndarray
+    negative_counts: np.ndarray | None
+    negatives_through: np.ndarray
+    negatives_per_user: np.ndarray
+    tie_users: np.ndarray
+    tie_counts: np.ndarray
+    tie_starts: np.ndarray
+    tie_levels: np.ndarray  # 0..J-1
+
+    @property
+    def n_levels(self) -> int:
+        """J: the score levels holding at least one positive."""
+        return len(self.first_users)
+
+    @classmethod
+    def of(cls, stats: PolicyStatistics) -> _RankingLayout:
+        """The layout of ``stats``' positives and negatives (explicit zeros dropped)."""
+        positives, negatives = sparse.csc_array(stats.positives), sparse.csc_array(stats.negatives)
+        positives.eliminate_zeros()
+        negatives.eliminate_zeros()
+        levels = np.flatnonzero(np.diff(positives.indptr) > 0)
+        level_of_positive = np.repeat(np.arange(len(levels)), np.diff(positives.indptr)[levels])
+        first = positives.indptr[levels]
+        is_extra = np.ones(len(positives.indices), dtype=bool)
+        is_extra[first] = False
+        extra_starts, extra_levels = _grouped(np.flatnonzero(is_extra), level_of_positive[is_extra])
+        tie_level = np.repeat(np.arange(len(levels)), np.diff(negatives.indptr)[levels])
+        tie_entries = (
+            np.concatenate([np.arange(negatives.indptr[g], negatives.indptr[g + 1]) for g in levels])
+            if len(levels)
+            else np.zeros(0, dtype=np.int64)
+        )
+        tie_starts, tie_levels = _grouped(tie_entries, tie_level)
+        positive_counts, negative_counts = _exact_counts(positives.data), _exact_counts(negatives.data)
+        return cls(
+            first_users=positives.indices[first],
+            first_counts=None if np.all(positive_counts[first] == 1) else positive_counts[first],
+            extra_users=positives.indices[is_extra],
+            extra_counts=positive_counts[is_extra],
+            extra_starts=extra_starts,
+            extra_levels=extra_levels,
+            negative_users=negatives.indices,
+            negative_counts=None if np.all(negative_counts == 1) else negative_counts,
+            negatives_through=negatives.indptr[levels + 1],
+            negatives_per_user=_exact_counts(np.asarray(stats.negatives.sum(axis=1)).ravel()),
+            tie_users=negatives.indices[tie_entries],
+            tie_counts=negative_counts[tie_entries],
+            tie_starts=tie_starts,
+            tie_levels=tie_levels,
+        )
+
+
+def _gathered(weights: np.ndarray, users: np.ndarray, counts: np.ndarray | None) -> np.ndarray:
+    """Replicates x entries: each entry's user weight times its count."""
+    taken = np.take(weights, users, axis=1)
+    return taken if counts is None else taken * counts
+
+
+def _ranking_auc_ap(layout: _RankingLayout, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted ROC AUC (ties count 1/2) and average precision (scikit-learn's step definition), per replicate.
+
+    ``weights`` is replicates x users. With whole-number weights (the bootstrap's draw counts) every count,
+    cumulative count and AUC's pair count is an exact integer, computed in int64; average precision's ratios are
+    summed level by level in score order. The results are then bit-identical to the same sums taken densely over
+    replicates x every score level (:func:`_dense_auc_ap`, the form this replaced).
+    """
+    n_replicates = len(weights)
+    if layout.n_levels == 0:
+        return np.full(n_replicates, np.nan), np.full(n_replicates, np.nan)
+    weights = _exact_counts(weights)
+    pos = _gathered(weights, layout.first_users, layout.first_counts)
+    if len(layout.extra_users):
+        extra = _gathered(weights, layout.extra_users, layout.extra_counts)
+        pos[:, layout.extra_levels] += np.add.reduceat(extra, layout.extra_starts, axis=1)
+    cum_pos = np.cumsum(pos, axis=1)
+    if len(layout.negative_users):
+        entries = np.cumsum(_gathered(weights, layout.negative_users, layout.negative_counts), axis=1)
+        # Negatives at or above each positive level: the running count at its last negative entry (0 before any).
+        cum_neg = np.take(entries, np.maximum(layout.negatives_through - 1, 0), axis=1)
+        cum_neg[:, : int(np.sum(layout.negatives_through == 0))] = 0
+        del entries
+    else:
+        cum_neg = np.zeros_like(cum_pos)
+    total_pos = cum_pos[:, -1]
+    total_neg = weights @ layout.negatives_per_user
+    # AUC's numerator, sum_g pos_g (total_neg - cum_neg_g + tie_g / 2), as
+    # total_pos total_neg - sum pos cum_neg + (sum pos tie) / 2.
+    beaten = total_pos * total_neg - np.einsum("rj,rj->r", pos, cum_neg)
+    tied = np.zeros(n_replicates, dtype=beaten.dtype)
+    if len(layout.tie_users):
+        ties = np.add.reduceat(_gathered(weights, layout.tie_users, layout.tie_counts), layout.tie_starts, axis=1)
+        tied = np.einsum("rj,rj->r", pos[:, layout.tie_levels], ties)
+    ranked = cum_pos + cum_neg
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (beaten + 0.5 * tied) / (total_pos * total_neg)
+        # precision at each positive level, times its positives; 0 where nothing was drawn yet (0 / 0).
+        weighted_precision = pos * (cum_pos / ranked)
+    np.copyto(weighted_precision, 0.0, where=ranked == 0)
+    # Summed level by level in score order (rows of the transposed copy are added one after another).
+    average_precision = np.ascontiguousarray(weighted_precision.T).sum(axis=0) / total_pos
     return auc, average_precision
 
 
@@ -254,10 +393,15 @@ def metric_values(stats: PolicyStatistics, weights: np.ndarray, metrics: Sequenc
     with np.errstate(invalid="ignore", divide="ignore"):
         n_rows = weights @ stats.rows_per_user
         if "auc" in metrics or "pr_auc" in metrics:
-            parts = []
-            chunk = max(1, _CHUNK_CELLS // max(stats.positives.shape[1], 1))
-            for start in range(0, len(weights), chunk):
-                parts.append(_ranking_auc_ap(stats, weights[start : start + chunk]))
+            if len(weights) == 1:
+                parts = [_dense_auc_ap(stats, weights)]
+            else:
+                layout = _RankingLayout.of(stats)
+                chunk = max(2, _CHUNK_CELLS // max(layout.n_levels + len(layout.negative_users), 1))
+                parts = [
+                    _ranking_auc_ap(layout, weights[start : start + chunk])
+                    for start in range(0, len(weights), chunk)
+                ]
             out["auc"] = np.concatenate([p[0] for p in parts])
             out["pr_auc"] = np.concatenate([p[1] for p in parts])
         out["logloss"] = (weights @ stats.logloss_sum) / n_rows
