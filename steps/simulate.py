@@ -9,10 +9,12 @@ Outputs (this run): ``records/`` - the experiment's records in the layout of ``a
 real deployment leaves them: ``decisions/`` (written by the router's own decision log in process, or from a
 served router's answers), ``impressions/`` and ``outcomes/`` (the slates shown and the clicks drawn, written with
 ``abtest.experiment.events``), all on a simulated calendar whose day 1 is the test period's first date (`analyze`
-reads them with ``-P simulate_run=<this run>``); ``readout/readout.html`` (lift with CI band over days, CTR per
-arm, sequential p-values, SRM panel, guardrails, decision), ``readout/readout.json``,
-``readout/{daily,arms,guardrails}.csv``, ``readout/impressions.parquet``; headline metrics (``cuped_lift_abs``,
-``srm_p_value``, ``stop_day``, ..., ``records_<table>``) and the decision as tag ``abtest.decision``.
+reads them with ``-P simulate_run=<this run>``); the readout `analyze` computes from those records, by the same
+code (the router version's analysis plan; its health checks, metrics, guardrails and decision):
+``readout/readout.html``, ``readout/readout.json``, ``readout/{results,daily,guardrails,health,arms}.csv``,
+``readout/impressions.parquet``; analyze's headline metrics and per-day histories (``daily_<column>``, step = day)
+plus the simulation's own (``true_ctr_<arm>`` in synthetic, ``records_<table>``, ``srm_flagged``,
+``cuped_variance_reduction``); analyze's tags (``abtest.decision``, ``abtest.winner``, ``abtest.healthy``, ...).
 """
 
 from __future__ import annotations
@@ -25,12 +27,21 @@ from pathlib import Path
 
 import mlflow
 
-from abtest.experiment.readout.report import write_readout
+from abtest.experiment.readout.experiment import RecordsReadout
+from abtest.experiment.readout.page import write_readout
 from abtest.experiment.router_client import check_endpoint, connect_router
-from abtest.experiment.runner import ExperimentSpec, RecordsTarget, check_design, design_fields, run_experiment
+from abtest.experiment.runner import (
+    ExperimentOutcome,
+    ExperimentSpec,
+    RecordsTarget,
+    check_design,
+    design_fields,
+    run_experiment,
+)
 from abtest.tracking import tags
 from abtest.tracking.lineage import load_prepared, records_failure, step_run
 from abtest.tracking.params import log_resolved_params
+from steps.analyze import log_daily_histories, readout_tags
 from steps.cli import check_seed, configure_logging, inherit_defaults, parse_params
 
 log = logging.getLogger(__name__)
@@ -69,6 +80,18 @@ def check_params(params: argparse.Namespace, pipeline: Mapping[str, argparse.Nam
         experiment_spec(params, split=pipeline["router"].split)
 
 
+def simulation_metrics(readout: RecordsReadout, outcome: ExperimentOutcome) -> dict[str, float]:
+    """What only a simulation knows or counts, beside analyze's headline: the true CTRs, the records written,
+    whether the SRM check failed and how much CUPED reduced the primary metric's variance."""
+    srm = next(check for check in readout.health if check.name == "srm")
+    return {
+        **{f"true_ctr_{arm}": value for arm, value in outcome.truth.items()},
+        **{f"records_{table}": float(count) for table, count in vars(outcome.records).items()},
+        "srm_flagged": float(not srm.passed),
+        "cuped_variance_reduction": readout.primary.cuped.variance_reduction,
+    }
+
+
 @records_failure
 def main(argv: Sequence[str] | None = None) -> str:
     """Simulate the experiment and log its readout; returns the run id."""
@@ -76,13 +99,22 @@ def main(argv: Sequence[str] | None = None) -> str:
     configure_logging()
     check_params(params)
     with step_run("simulate") as run, tempfile.TemporaryDirectory() as tmp:
-        target = RecordsTarget(directory=Path(tmp) / RECORDS_DIR, router_log=Path(tmp) / ROUTER_LOG_DIR)
+        router_log = Path(tmp) / ROUTER_LOG_DIR
         router = connect_router(
             router_uri=params.router_uri,
             router_run=params.router_run,
             endpoint_url=params.endpoint_url,
             prepare_run=params.prepare_run,
-            decision_log=target.router_log,
+            decision_log=router_log,
+        )
+        name, _, version = router.handle.model_uri.removeprefix("models:/").rpartition("/")
+        target = RecordsTarget(
+            directory=Path(tmp) / RECORDS_DIR,
+            router_log=router_log,
+            router_name=name,
+            router_version=version,
+            salt=router.handle.tags.get(tags.SALT, ""),
+            plan=router.handle.tags.get(tags.ANALYSIS_PLAN),
         )
         spec = experiment_spec(params, split=router.split)
         log_resolved_params(
@@ -100,11 +132,12 @@ def main(argv: Sequence[str] | None = None) -> str:
         readout = outcome.readout
         directory = Path(tmp) / READOUT_DIR
         write_readout(readout, directory)
+        readout.arms.to_csv(directory / "arms.csv", index=False)
         outcome.impressions.to_parquet(directory / "impressions.parquet")
         mlflow.log_artifacts(str(directory), READOUT_DIR)
-        mlflow.log_metrics(readout.headline())
-        mlflow.log_metrics({f"records_{table}": n for table, n in vars(outcome.records).items()})
-        mlflow.set_tag(tags.DECISION, tags.cut(readout.decision))
+        mlflow.log_metrics({**readout.headline(), **simulation_metrics(readout, outcome)})
+        log_daily_histories(readout)
+        mlflow.set_tags(readout_tags(readout))
     print(f"simulate ({spec.environment}, {spec.days} days): {readout.decision}")
     return run.info.run_id
 

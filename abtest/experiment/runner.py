@@ -9,13 +9,16 @@ the router's decisions (written by the router's decision log while it scored, or
 the impressions the simulated application showed and the clicks the environment drew (written with
 ``abtest.experiment.events``). The router stamps its decisions with the wall clock, while a simulation runs its
 days in seconds: each decision is moved onto its request's simulated time (``traffic.request_times``), every
-other field kept as the router wrote it, so decisions, impressions and clicks share one calendar.
+other field kept as the router wrote it, so decisions, impressions and clicks share one calendar. The readout is
+then computed from those records by `analyze`'s code (:func:`records_readout`: the ingest reduction, then
+``abtest.experiment.readout.experiment``), one readout path for simulated and real traffic; the experiment's own
+in-memory readout (``abtest.experiment.readout.analysis``) is what a run without records gets.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,16 @@ from ab_router.schema import ITEM_ID
 from ab_router.sinks import Batch, DirectorySink, read_jsonl_file, table_files
 from abtest.experiment import traffic
 from abtest.experiment.click_model import fit_click_model
+from abtest.experiment.plan import AnalysisPlan
 from abtest.experiment.readout.analysis import ExperimentReadout, analyse, guardrail_table
+from abtest.experiment.readout.experiment import (
+    RecordsReadout,
+    analyse_records,
+    effective_plan,
+    inputs_from_data,
+    read_records,
+    records_config,
+)
 from abtest.experiment.stats import AnalysisConfig
 from abtest.tracking.lineage import PreparedData
 
@@ -88,10 +100,15 @@ class ExperimentSpec:
 
 @dataclass(frozen=True)
 class RecordsTarget:
-    """Where an experiment's records go, and where the router's decision log was written while it scored."""
+    """Where an experiment's records go, where the router's decision log was written while it scored, and which
+    experiment the records are of (the router's identity as its decisions record it, and its analysis plan)."""
 
     directory: Path  # the records, in the layout of ab_router.records (decisions/, impressions/, outcomes/)
     router_log: Path  # the router's decision log (wall-clock times); moved into ``directory`` on the calendar
+    router_name: str
+    router_version: str
+    salt: str
+    plan: str | None = None  # the router version's tag abtest.analysis_plan (None: a router older than plans)
 
 
 @dataclass(frozen=True)
@@ -107,10 +124,11 @@ class RecordCounts:
 class ExperimentOutcome:
     """The readout and the raw impressions it was computed from (and the records written, when asked)."""
 
-    readout: ExperimentReadout
+    readout: ExperimentReadout | RecordsReadout  # from the records when they were written, else in memory
     impressions: pd.DataFrame
     user_days: pd.DataFrame
     records: RecordCounts | None = None
+    truth: dict[str, float] = field(default_factory=dict)  # synthetic: each arm's true CTR had it served all
 
 
 def _record_value(kind: str, value: Any) -> Any:
@@ -175,6 +193,36 @@ def write_records(
     return counts
 
 
+def records_readout(
+    target: RecordsTarget, *, split: float, alpha: float, covariate: pd.Series, workdir: Path
+) -> RecordsReadout:
+    """`analyze`'s readout of the records at ``target``: the router version's plan (without one, the default plan
+    at ``alpha``, said in the readout), the ingest reduction over the records' whole window, the statistics."""
+    if target.plan is None:
+        plan_json, where = AnalysisPlan(alpha=alpha).to_json(), f"simulate's alpha={alpha} (router has no plan)"
+    else:
+        plan_json, where = target.plan, f"router {target.router_name} version {target.router_version}"
+    plan, plan_note, overridden = effective_plan(plan_json, primary_metric="", override_plan=False, where=where)
+    data = read_records(
+        str(target.directory),
+        router_name=target.router_name,
+        router_version=target.router_version,
+        salt=target.salt,
+        start=None,
+        end=None,
+        events=(),
+        workdir=workdir,
+    )
+    inputs = inputs_from_data(data)
+    config = records_config(
+        plan,
+        split=split,
+        users=int(inputs.user_days["user_id"].nunique()),
+        days_observed=int(inputs.user_days["day"].nunique()),
+    )
+    return analyse_records(inputs, plan, config, covariate, plan_note=plan_note, plan_overridden=overridden)
+
+
 def run_experiment(
     prepared: PreparedData,
     scorer: traffic.Scorer,
@@ -187,7 +235,8 @@ def run_experiment(
 
     ``truth_scorer`` (default ``scorer``) scores the synthetic ground truth, every request forced to each arm: an
     unrecorded router, so that QA traffic stays out of the decision log. With ``records`` the router is called once
-    per request, as an application calls it, and the records are written (:func:`write_records`).
+    per request, as an application calls it, the records are written (:func:`write_records`) and the readout is
+    computed from them (:func:`records_readout`).
     """
     rng = np.random.default_rng(spec.seed)
     test = prepared.test
@@ -216,10 +265,14 @@ def run_experiment(
         )
         log.info("true CTR if every request were served by A: %.4f, by B: %.4f", truth[CONTROL], truth[TREATMENT])
     impressions = traffic.draw_outcomes(shown, spec.environment, rng=rng, click_probability=click_probability)
-    counts = None
+    user_days = traffic.user_day_table(impressions)
+    covariate = traffic.pre_period_activity(history)
     if records is not None:
         counts = write_records(records, requests_frame, impressions, start=traffic.calendar_start(test))
-    user_days = traffic.user_day_table(impressions)
+        readout = records_readout(
+            records, split=spec.split, alpha=spec.alpha, covariate=covariate, workdir=records.router_log.parent
+        )
+        return ExperimentOutcome(readout, impressions, user_days, records=counts, truth=truth)
     config = AnalysisConfig(
         alpha=spec.alpha,
         expected_split=(1.0 - spec.split, spec.split),
@@ -227,14 +280,14 @@ def run_experiment(
     )
     readout = analyse(
         user_days,
-        traffic.pre_period_activity(history),
+        covariate,
         config=config,
         days=spec.days,
         environment=spec.environment,
         guardrails=guardrail_table(impressions, environment=spec.environment),
         truth=truth or None,
     )
-    return ExperimentOutcome(readout=readout, impressions=impressions, user_days=user_days, records=counts)
+    return ExperimentOutcome(readout=readout, impressions=impressions, user_days=user_days, truth=truth)
 
 
 # -- the router ---------------------------------------------------------------------------------------------

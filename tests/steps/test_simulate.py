@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
 import pytest
+import requests
 
 from ab_router.records import DECISIONS, IMPRESSIONS, OUTCOMES
 from ab_router.sinks import read_jsonl_file, table_files
@@ -107,3 +111,52 @@ def test_mlflow_run_simulate_entry_point(router: str):
     assert len(new) == 1 and new[0].info.status == "FINISHED"
     assert new[0].data.params["environment"] == "synthetic" and new[0].data.params["days"] == "2"
     assert "cuped_variance_reduction" in new[0].data.metrics
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.e2e
+def test_simulate_through_the_served_router_records_its_answers_and_reads_out_the_same(router: str, tmp_path):
+    from steps import simulate
+
+    version = mlflow.MlflowClient().get_run(router).data.tags["abtest.router_version"]
+    port, server_log = _free_port(), tmp_path / "serve.log"
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/movielens_ctr_router/{version}"]
+    command += ["-h", "127.0.0.1", "-p", str(port), "--env-manager", "local", "-w", "1"]
+    env = {k: v for k, v in os.environ.items() if k != "ABTEST_DECISION_LOG"}  # the server records nothing itself
+    with server_log.open("w") as output:
+        server = subprocess.Popen(
+            command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline, server_log.read_text()[-3000:]
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.5)
+        design = ["--router_run", router, "--environment", "synthetic", *FAST]
+        served = simulate.main([*design, "--endpoint_url", f"http://127.0.0.1:{port}"])
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    in_process = simulate.main(design)
+    client = mlflow.MlflowClient()
+    served_run, local_run = client.get_run(served), client.get_run(in_process)
+    # the same traffic through the same router version: the same records and the same readout numbers
+    for name in ("records_decisions", "records_impressions", "records_outcomes", "users_A", "users_B", "clicks_B"):
+        assert served_run.data.metrics[name] == local_run.data.metrics[name], name
+    assert served_run.data.tags["abtest.winner"] == local_run.data.tags["abtest.winner"]
+    local = Path(
+        mlflow.artifacts.download_artifacts(run_id=served, artifact_path="records", dst_path=str(tmp_path))
+    )
+    decisions = [row for path in table_files(local, DECISIONS) for row in read_jsonl_file(path)[0]]
+    # written by simulate from the answers (this process), with the version the answers came from
+    assert {d["router_version"] for d in decisions} == {version}
+    assert all(d["writer"].endswith(f":{os.getpid()}") for d in decisions)

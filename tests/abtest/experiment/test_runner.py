@@ -15,6 +15,8 @@ from ab_router.records import DECISIONS, IMPRESSIONS, OUTCOMES
 from ab_router.sinks import DirectorySink, read_jsonl_file, table_files
 from abtest.experiment import traffic
 from abtest.experiment.ingest.reduce import Experiment, read_experiment
+from abtest.experiment.plan import AnalysisPlan
+from abtest.experiment.readout.experiment import RecordsReadout
 from abtest.experiment.router_client import recording_scorer
 from abtest.experiment.runner import ExperimentSpec, RecordsTarget, move_decisions, run_experiment
 from tests.fixtures.experiment import StandInRouter, item_hash_score, prepared_data
@@ -41,7 +43,14 @@ def recorded(tmp_path_factory: pytest.TempPathFactory):
     spec = ExperimentSpec(
         environment="synthetic", days=4, users_per_day=0, k=3, n_unseen=6, seed=3, alpha=0.05, split=0.4
     )
-    target = RecordsTarget(directory=tmp / "records", router_log=tmp / "router-log")
+    target = RecordsTarget(
+        directory=tmp / "records",
+        router_log=tmp / "router-log",
+        router_name="stand_in_router",
+        router_version="7",
+        salt=SALT,
+        plan=AnalysisPlan(alpha=0.1, planned_days=4).to_json(),
+    )
     outcome = run_experiment(data, scorer, spec, truth_scorer=answers, records=target)
     return data, outcome, target
 
@@ -85,6 +94,19 @@ def test_the_ingest_reduction_of_the_records_is_what_the_simulation_counted(reco
     from_records = reduced.user_days[columns].assign(day=reduced.user_days["day"] + 1).reset_index(drop=True)
     simulated = outcome.user_days[columns].reset_index(drop=True)
     pd.testing.assert_frame_equal(from_records, simulated, check_dtype=False)
+
+
+def test_the_readout_is_analyzes_readout_of_the_records_with_the_routers_plan(recorded) -> None:
+    _, outcome, _ = recorded
+    readout = outcome.readout
+    assert isinstance(readout, RecordsReadout)
+    assert readout.plan == AnalysisPlan(alpha=0.1, planned_days=4)
+    assert readout.healthy and readout.days_observed == 4
+    arms = readout.arms.set_index("arm")
+    simulated = outcome.impressions.groupby("policy").agg(impressions=("item_id", "size"), clicks=("click", "sum"))
+    assert arms.loc[["A", "B"], "impressions"].tolist() == simulated.loc[["A", "B"], "impressions"].tolist()
+    assert arms.loc[["A", "B"], "clicks"].tolist() == simulated.loc[["A", "B"], "clicks"].tolist()
+    assert set(outcome.truth) == {"A", "B"}  # the ground truth stays the simulation's own
 
 
 def test_a_decision_of_another_experiments_request_is_refused(tmp_path: Path) -> None:
