@@ -67,6 +67,7 @@ def time_router(router_dir: str, pairs: pd.DataFrame, *, repeats: int, big_repea
     single_wall, single_cpu = _p50_ms(single, repeats=repeats)
     hundred_wall, hundred_cpu = _p50_ms(lambda: model.predict(hundred), repeats=repeats)
     python_wall, _ = _p50_ms(single_python, repeats=repeats)
+    python_hundred, _ = _p50_ms(lambda: python_model.predict(None, hundred), repeats=repeats)
     return {
         "load s": load_s,
         "single p50 ms": single_wall,
@@ -74,6 +75,7 @@ def time_router(router_dir: str, pairs: pd.DataFrame, *, repeats: int, big_repea
         "100-row p50 ms": hundred_wall,
         "100-row CPU p50 ms": hundred_cpu,
         "single p50 ms, python model only": python_wall,
+        "100-row p50 ms, python model only": python_hundred,
         "rows/s (wall)": wall,
         "rows/s (CPU)": cpu,
     }
