@@ -70,10 +70,39 @@ def _ridge_solve(
     the same positions.
     """
     k = design.shape[1]
-    outer = (design[:, :, None] * design[:, None, :]).reshape(len(design), k * k)
-    normal = np.asarray(indicator @ outer).reshape(-1, k, k) + reg * np.eye(k)
+    # The normal matrices are symmetric: sum the k(k+1)/2 products on and above the diagonal (the sparse product
+    # is most of the fit) and mirror them; d_a * d_b == d_b * d_a exactly, so the matrices are unchanged.
+    upper_row, upper_col = np.triu_indices(k)
+    upper = np.asarray(indicator @ (design[:, upper_row] * design[:, upper_col]))
+    normal = np.empty((upper.shape[0], k, k))
+    normal[:, upper_row, upper_col] = upper
+    normal[:, upper_col, upper_row] = upper
+    normal += reg * np.eye(k)
     rhs = np.asarray(target @ design)
     return np.linalg.solve(normal, rhs[:, :, None])[:, :, 0]
+
+
+def _csr_pattern(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, ...] | None:
+    """Where each (row, col) entry lands in the CSR matrix built from them: (order, indices, indptr).
+
+    The ALS targets change every half-step but not their positions, so the sort into CSR order is done once.
+    None when a (row, col) pair repeats (the CSR constructor would sum the repeats): then every half-step builds
+    its matrix from scratch as before.
+    """
+    positions = sparse.csr_matrix((np.arange(1, len(rows) + 1, dtype=np.float64), (rows, cols)), shape=shape)
+    if positions.nnz != len(rows):
+        return None
+    return positions.data.astype(np.int64) - 1, positions.indices, positions.indptr
+
+
+def _target_matrix(
+    values: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], pattern: tuple | None
+) -> sparse.csr_matrix:
+    """``csr_matrix((values, (rows, cols)), shape)``, reusing the CSR positions when they are known."""
+    if pattern is None:
+        return sparse.csr_matrix((values, (rows, cols)), shape)
+    order, indices, indptr = pattern
+    return sparse.csr_matrix((values[order], indices, indptr), shape=shape)
 
 
 def fit_factorization(
@@ -94,16 +123,18 @@ def fit_factorization(
     q = rng.normal(scale=config.init_scale, size=(n_items, k))
     user_bias, item_bias = np.zeros(n_users), np.zeros(n_items)
     residual = targets - mu
+    by_user_pattern = _csr_pattern(user_index, item_index, (n_users, n_items))
+    by_item_pattern = _csr_pattern(item_index, user_index, (n_items, n_users))
     for _ in range(config.n_iterations):
         # users: design rows [q_i, 1], target r - mu - b_i
-        target = sparse.csr_matrix(
-            (residual - item_bias[item_index], (user_index, item_index)), (n_users, n_items)
+        target = _target_matrix(
+            residual - item_bias[item_index], user_index, item_index, (n_users, n_items), by_user_pattern
         )
         solved = _ridge_solve(np.column_stack([q, np.ones(n_items)]), by_user, target, config.regularization)
         p, user_bias = solved[:, :k], solved[:, k]
         # items: design rows [p_u, 1], target r - mu - b_u
-        target = sparse.csr_matrix(
-            (residual - user_bias[user_index], (item_index, user_index)), (n_items, n_users)
+        target = _target_matrix(
+            residual - user_bias[user_index], item_index, user_index, (n_items, n_users), by_item_pattern
         )
         solved = _ridge_solve(np.column_stack([p, np.ones(n_users)]), by_item, target, config.regularization)
         q, item_bias = solved[:, :k], solved[:, k]
