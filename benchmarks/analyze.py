@@ -11,7 +11,9 @@ of the process tree, peak RSS):
   ``"12"`` to 12 and rounds ``1.5``), the baseline the other stages are compared with in the same run;
 - ``read``: :func:`abtest.experiment.ingest.read.open_records`: every field strictly typed, loaded into DuckDB;
 - ``reduce``: ``read`` + :func:`abtest.experiment.ingest.reduce.reduce_experiment` (user-days, arms, health);
-- ``analyze``: what the ``analyze`` step computes: ``read_records`` + the readout's ``analyse_records``.
+- ``analyze``: what the ``analyze`` step computes: ``read_records`` + the readout's ``analyse_records``;
+- ``cached``: ``read`` with ``cache_dir`` twice (cold: validate and write Parquet; warm: read the Parquet, what a
+  re-analysis of closed files costs), then the reduction.
 
 The child process writes its own phase timings (``time.perf_counter`` and ``time.process_time``) to a JSON file,
 so the table also splits the ``analyze`` stage into load, reduction and statistics.
@@ -42,7 +44,7 @@ from benchmarks.harness import (
 
 log = logging.getLogger(__name__)
 
-STAGES: tuple[str, ...] = ("scan", "read", "reduce", "analyze")
+STAGES: tuple[str, ...] = ("scan", "read", "reduce", "analyze", "cached")
 DECISIONS_PER_USER = 100  # 10 days x 0.5 active x 2 requests x 10 candidates
 TARGET_WALL_S = 60.0
 TARGET_PEAK_MB = 2048.0
@@ -151,6 +153,13 @@ def run_stage(stage: str, directory: Path, spec_json: str, workdir: Path) -> dic
 
         timed("statistics", statistics)
         phases["user_days"] = len(data.user_days)
+        return phases
+    if stage == "cached":
+        cache = workdir / "cache"
+        timed("read_cold_writing_cache", lambda: open_records(directory, workdir=workdir, cache_dir=cache).close())
+        store = timed("read_warm_from_cache", lambda: open_records(directory, workdir=workdir, cache_dir=cache))
+        timed("reduce", lambda: reduce_experiment(store, experiment))
+        store.close()
         return phases
     store = timed("read", lambda: open_records(directory, workdir=workdir))
     if stage == "reduce":
@@ -289,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"Stages, each in a fresh process (median of {args.repeats}); rows/s = decision rows / wall s")
         header = ["stage", "wall s", "CPU s", "peak RSS MB", "decision rows/s", "wall / scan"]
         print(markdown_table(header, stage_rows(measured, decisions=rows["decisions"])))
-        for stage in ("reduce", "analyze"):
+        for stage in ("reduce", "analyze", "cached"):
             if stage in phases:
                 print(f"\nPhases of `{stage}` (in the child, last repeat)")
                 print(markdown_table(["phase", "wall s", "CPU s"], phase_rows(phases[stage])))

@@ -27,6 +27,7 @@ match the records' kinds, SQLite's per-value types (``typeof``) too, required co
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 JSONL_SUFFIX = ".jsonl"
 # DuckDB's memory cap while loading and reducing; the rest spills to its temporary directory.
 DUCKDB_MEMORY_LIMIT = "1GB"
+_CACHE_FORMAT = 1  # bump when the validation or the stored columns change: old cache entries are then ignored
 
 RULE_JSON = "not a JSON object"
 RULE_MISSING = "missing required field"
@@ -149,20 +151,31 @@ def is_database_url(location: str | Path) -> bool:
     return isinstance(location, str) and "://" in location
 
 
-def open_records(location: str | Path, *, events: Iterable[str] = (), workdir: Path | None = None) -> RecordStore:
+def open_records(
+    location: str | Path,
+    *,
+    events: Iterable[str] = (),
+    workdir: Path | None = None,
+    cache_dir: Path | None = None,
+) -> RecordStore:
     """Open and validate the records at ``location`` (a directory or a SQLAlchemy URL).
 
     ``events``: outcome event names accepted besides :data:`ab_router.records.OUTCOME_EVENTS`. ``workdir``: where
     DuckDB keeps a directory's loaded tables (default: a new temporary directory, deleted on close).
+    ``cache_dir`` (directories only, off by default): keep each validated file as Parquet there, reused while the
+    file's size and modification time are unchanged and the declared events are the same, so a daily re-analysis
+    parses only the files written since (a file with a torn tail, possibly still being written, is never cached).
     """
     names = allowed_events(events)
     if is_database_url(location):
         return _open_database(str(location), names)
-    return _open_directory(Path(location), names, workdir)
+    return _open_directory(Path(location), names, workdir, cache_dir)
 
 
 # --------------------------------------------------------------------------------------------- directory
-def _open_directory(directory: Path, events: tuple[str, ...], workdir: Path | None) -> RecordStore:
+def _open_directory(
+    directory: Path, events: tuple[str, ...], workdir: Path | None, cache_dir: Path | None
+) -> RecordStore:
     if not directory.is_dir():
         raise FileNotFoundError(f"records directory {directory} does not exist (expected <dir>/<table>/*.jsonl)")
     scratch = Path(tempfile.mkdtemp(prefix="abtest-ingest-", dir=workdir))
@@ -178,7 +191,7 @@ def _open_directory(directory: Path, events: tuple[str, ...], workdir: Path | No
         for table, record_type in RECORD_TYPES.items():
             paths = tuple(sorted((directory / table).glob(f"*{JSONL_SUFFIX}")))
             files[table] = paths
-            torn += _load_table(con, record_type, paths, events, scratch)
+            torn += _load_table(con, record_type, paths, events, scratch, cache_dir)
         store.files, store.torn_tails = files, tuple(torn)
         for tail in torn:
             log.warning("torn tail skipped: %s", tail)
@@ -227,15 +240,26 @@ def _load_table(
     paths: Sequence[Path],
     events: tuple[str, ...],
     scratch: Path,
+    cache_dir: Path | None = None,
 ) -> list[TornTail]:
     """Load every file of one table, strictly typed; torn tails skipped; the first bad line raised."""
     con.execute(_create_sql(record_type))
     raw_columns = {f.name: "JSON" for f in record_type.fields}
     select = ", ".join(f'{_convert_sql(f, record_type, events)} AS "{f.name}"' for f in record_type.fields)
 
-    def insert(readable: Path) -> None:
+    def insert(readable: Path, cached: Path | None = None) -> None:
         source = f"read_json({_quote(str(readable))}, columns={raw_columns}, format='newline_delimited')"
-        con.execute(f"INSERT INTO {record_type.sql_table} SELECT {select} FROM {source}")
+        if cached is None:
+            con.execute(f"INSERT INTO {record_type.sql_table} SELECT {select} FROM {source}")
+            return
+        partial = cached.with_suffix(".partial")
+        try:
+            con.execute(f"COPY (SELECT {select} FROM {source}) TO {_quote(str(partial))} (FORMAT parquet)")
+        except duckdb.Error:
+            partial.unlink(missing_ok=True)
+            raise
+        partial.replace(cached)  # only a completely validated file becomes a cache entry
+        con.execute(f"INSERT INTO {record_type.sql_table} SELECT * FROM read_parquet({_quote(str(cached))})")
 
     torn: list[TornTail] = []
     for path in paths:
@@ -244,8 +268,12 @@ def _load_table(
             torn.append(tail)
         if readable is None:
             continue
+        cached = _cache_entry(cache_dir, path, record_type, events) if cache_dir and tail is None else None
+        if cached is not None and cached.exists():
+            con.execute(f"INSERT INTO {record_type.sql_table} SELECT * FROM read_parquet({_quote(str(cached))})")
+            continue
         try:
-            insert(readable)  # one statement: all of the file's rows or none
+            insert(readable, cached)  # one statement: all of the file's rows or none
         except duckdb.InterruptException:
             raise
         except duckdb.Error as error:
@@ -260,6 +288,16 @@ def _load_table(
                 continue
             _raise_located(path, bad, f"DuckDB could not read it: {error}")
     return torn
+
+
+def _cache_entry(cache_dir: Path, path: Path, record_type: RecordType, events: tuple[str, ...]) -> Path:
+    """The cache file of one records file in its present state (path, size, mtime) under the present rules."""
+    state = path.stat()
+    key = json.dumps(
+        [str(path.resolve()), state.st_size, state.st_mtime_ns, record_type.columns, events, _CACHE_FORMAT]
+    )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return cache_dir / f"{record_type.table}-{hashlib.sha256(key.encode()).hexdigest()[:32]}.parquet"
 
 
 def _raise_located(path: Path, bad: tuple[int, str, str] | None, summary: str) -> None:

@@ -232,3 +232,29 @@ def test_postgresql_database_is_read_and_checked(clean_records: ExperimentRecord
         with sa.create_engine(postgres_url).begin() as connection:
             for record_type in records.RECORD_TYPES.values():
                 connection.execute(sa.text(f"DROP TABLE IF EXISTS {record_type.sql_table}"))
+
+
+def test_parquet_cache_is_reused_until_a_file_changes(clean_records: ExperimentRecords, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = table_counts(clean_records.directory, cache_dir=cache)
+    entries = sorted(cache.glob("*.parquet"))
+    assert len(entries) == 6 and first == clean_records.rows
+    stamps = {entry: entry.stat().st_mtime_ns for entry in entries}
+    assert table_counts(clean_records.directory, cache_dir=cache) == first
+    assert {entry: entry.stat().st_mtime_ns for entry in sorted(cache.glob("*.parquet"))} == stamps  # reused
+    path = clean_records.files("impressions")[0]
+    last = path.read_bytes().splitlines(keepends=True)[-1]
+    path.write_bytes(path.read_bytes() + last.replace(b'"event_id":"imp-', b'"event_id":"imp-again-'))
+    assert table_counts(clean_records.directory, cache_dir=cache)["impressions"] == first["impressions"] + 1
+    assert len(list(cache.glob("*.parquet"))) == 7  # the changed file has a new entry
+
+
+def test_parquet_cache_keeps_no_entry_for_a_bad_file_or_a_torn_one(tmp_path: Path) -> None:
+    spec = RecordsSpec(n_users=30, days=2, torn_tail=True, malformed=(("outcomes", "unknown_event"),))
+    written = write_experiment_records(tmp_path / "r", spec)
+    cache = tmp_path / "cache"
+    with pytest.raises(RecordError, match=RULE_EVENT):
+        open_records(written.directory, cache_dir=cache)
+    tables = sorted(entry.name.split("-")[0] for entry in cache.glob("*.parquet"))
+    assert tables == ["decisions", "impressions", "impressions"]  # torn decisions file and bad outcomes file: none
+    assert not list(cache.glob("*.partial"))
