@@ -160,3 +160,20 @@ def test_simulate_through_the_served_router_records_its_answers_and_reads_out_th
     # written by simulate from the answers (this process), with the version the answers came from
     assert {d["router_version"] for d in decisions} == {version}
     assert all(d["writer"].endswith(f":{os.getpid()}") for d in decisions)
+
+
+def test_analyze_reads_a_simulate_runs_records_into_the_same_readout(router: str):
+    from steps import analyze, simulate
+
+    simulated = simulate.main(["--router_run", router, "--environment", "synthetic", *FAST])
+    analyzed = analyze.main(["--simulate_run", simulated, "--router_run", router])
+    client = mlflow.MlflowClient()
+    simulate_run, analyze_run = client.get_run(simulated), client.get_run(analyzed)
+    assert analyze_run.info.status == "FINISHED"
+    for tag in ("abtest.decision", "abtest.winner", "abtest.healthy", "abtest.guardrails_held"):
+        assert analyze_run.data.tags[tag] == simulate_run.data.tags[tag], tag
+    shared = set(analyze_run.data.metrics) & set(simulate_run.data.metrics)
+    assert {"ctr_lift_abs", "srm_p_value", "users_A", "clicks_B"} <= shared
+    assert {name: analyze_run.data.metrics[name] for name in shared} == {
+        name: simulate_run.data.metrics[name] for name in shared
+    }
