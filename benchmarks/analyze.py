@@ -29,9 +29,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+from benchmarks.experiment_records import write_experiment_records
 from benchmarks.harness import (
     Measurement,
     git_head,
@@ -169,6 +171,18 @@ def run_stage(stage: str, directory: Path, spec_json: str, workdir: Path) -> dic
     return phases
 
 
+def own_peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM), MB.
+
+    ``wait4``'s ``ru_maxrss`` of a child starts from the parent's resident size at fork, so a parent that just
+    wrote 10M records would lend the child its own peak; the child's VmHWM after exec is its own.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 # ----------------------------------------------------------------------------------------------- tables
 def stage_rows(
     measured: Mapping[str, Sequence[Measurement]], *, decisions: int, baseline: str = "scan"
@@ -229,17 +243,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--records", type=Path, default=None, help="reuse records written by an earlier run")
     parser.add_argument("--keep", action="store_true", help="keep the written records")
     parser.add_argument("--child-stage", help=argparse.SUPPRESS)
+    parser.add_argument("--child-generate", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-spec", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.child_generate:
+        written = write_experiment_records(args.records, records_spec(args.child_generate))
+        args.child_out.write_text(json.dumps({"rows": written.rows, "peak_rss_mb": own_peak_rss_mb()}))
+        return
     if args.child_stage:
         workdir = Path(tempfile.mkdtemp(prefix="bench-analyze-", dir=args.workdir))
         try:
             phases = run_stage(args.child_stage, args.records, args.child_spec, workdir)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        args.child_out.write_text(json.dumps(phases))
+        args.child_out.write_text(json.dumps({**phases, "peak_rss_mb": own_peak_rss_mb()}))
         return
     stages = [stage for stage in args.stages.split(",") if stage]
     unknown = sorted(set(stages) - set(STAGES))
@@ -248,21 +267,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(machine_line())
     print(f"code: {git_head()} (working tree)")
     print(load_line() + " (before)")
-    from benchmarks.experiment_records import write_experiment_records
-
     spec = records_spec(args.decisions)
     root = Path(tempfile.mkdtemp(prefix="bench-analyze-", dir=args.workdir))
     try:
         directory = args.records
         written_rows: dict[str, int] = {}
-        generate = (float("nan"), float("nan"))
+        generate = (float("nan"), float("nan"), float("nan"))
         if directory is None:
-            directory = root / "records"
-            wall, cpu = time.perf_counter(), time.process_time()
-            written = write_experiment_records(directory, spec)
-            generate = (time.perf_counter() - wall, time.process_time() - cpu)
-            written_rows = written.rows
-            log.info("wrote %s in %.1f s", written.rows, generate[0])
+            # In a child too: the parent must stay small (see own_peak_rss_mb).
+            directory, out = root / "records", root / "written.json"
+            command = [sys.executable, "-m", "benchmarks.analyze", "--child-generate", str(args.decisions),
+                       "--records", str(directory), "--child-out", str(out)]  # fmt: skip
+            generated = run_measured(command)
+            generate = (generated.wall_s, generated.cpu_s, json.loads(out.read_text())["peak_rss_mb"])
+            written_rows = json.loads(out.read_text())["rows"]
+            log.info("wrote %s in %.1f s", written_rows, generate[0])
         size_gb = sum(p.stat().st_size for p in directory.rglob("*.jsonl")) / 1e9
         spec_json = json.dumps(
             {
@@ -285,8 +304,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 if args.workdir:
                     command += ["--workdir", str(args.workdir)]
                 measurement = run_measured(command)
-                measured.setdefault(stage, []).append(measurement)
                 phases[stage] = json.loads(out.read_text())
+                measurement = replace(measurement, peak_rss_mb=phases[stage]["peak_rss_mb"])
+                measured.setdefault(stage, []).append(measurement)
                 log.info("%s: %.1f s wall, %.1f s CPU, %.0f MB", stage, measurement.wall_s, measurement.cpu_s,
                          measurement.peak_rss_mb)  # fmt: skip
         print(load_line() + " (after)")
