@@ -313,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows = written_rows or {"decisions": args.decisions}
         print(
             f"\nrecords: {rows}, {size_gb:.2f} GB of JSON Lines; written in {generate[0]:.1f} s wall, "
-            f"{generate[1]:.1f} s CPU (generator, in process)\n"
+            f"{generate[1]:.1f} s CPU, peak RSS {generate[2]:.0f} MB (generator, its own process)\n"
         )
         print(f"Stages, each in a fresh process (median of {args.repeats}); rows/s = decision rows / wall s")
         header = ["stage", "wall s", "CPU s", "peak RSS MB", "decision rows/s", "wall / scan"]
