@@ -2,8 +2,8 @@
 
 Inputs: ``analyze_run`` ("" = the latest FINISHED analyze run), whose tags name the winner (``abtest.winner``),
 whether the health checks passed and the guardrails held, and the router version analysed
-(``abtest.router_version`` of ``router_model_name``; "" = router's default); ``ramp_split`` ("" = crown the
-winner); ``force``.
+(``abtest.router_version`` of ``router_model_name``; "" = the router the analyze run names in its tag
+``abtest.router_uri``, else router's default); ``ramp_split`` ("" = crown the winner); ``force``.
 Outputs: without ``ramp_split``, alias ``champion`` of the policies' registered model on the winner's version
 (the version the analysed router bundled for that arm), which is tagged with the analyze run, its decision and
 whether it was forced. With ``ramp_split``, a new router version like the analysed one (same salt, policy
@@ -27,8 +27,8 @@ from mlflow.utils.validation import _validate_model_name
 from ab_router.assignment import check_split
 from abtest.tracking.lineage import records_failure, resolve_upstream_run, step_run
 from abtest.tracking.params import log_resolved_params
-from abtest.tracking.promotion import promote, promote_run_tags, promotion_summary
-from steps.cli import configure_logging, inherit_defaults, parse_params
+from abtest.tracking.promotion import promote, promote_run_tags, promotion_summary, router_model_name_for
+from steps.cli import configure_logging, parameter_defaults, parse_params
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +70,23 @@ def check_params(params: argparse.Namespace, pipeline: Mapping[str, argparse.Nam
 @records_failure
 def main(argv: Sequence[str] | None = None) -> str:
     """Promote the winner or ramp the router on an analyze run's readout; returns the promote run's id."""
-    params = inherit_defaults(parse_params("promote", argv, description=__doc__), "router", ["router_model_name"])
+    params = parse_params("promote", argv, description=__doc__)
     configure_logging()
     check_params(params)
     with step_run("promote") as run:
         analyze_run = resolve_upstream_run(
             "analyze", params.analyze_run, {}, how_to_make="mlflow run . -e analyze"
         )
-        log_resolved_params({**vars(params), "analyze_run": analyze_run})
         client = MlflowClient()
+        readout_run = client.get_run(analyze_run)
+        router_model_name = router_model_name_for(
+            readout_run, params.router_model_name, parameter_defaults("router")["router_model_name"]
+        )
+        log_resolved_params({**vars(params), "analyze_run": analyze_run, "router_model_name": router_model_name})
         promotion, moved = promote(
             client,
-            client.get_run(analyze_run),
-            router_model_name=params.router_model_name,
+            readout_run,
+            router_model_name=router_model_name,
             ramp_split=ramp_split(params),
             force=force(params),
         )

@@ -102,6 +102,26 @@ def read_readout(run: Run) -> Readout:
     )
 
 
+def analysed_router_name(run: Run) -> str | None:
+    """The router model an analyze run read out, from its ``abtest.router_uri`` tag (``models:/<name>/<version>``);
+    None when the tag is absent or names no registered version."""
+    uri = run.data.tags.get(tags.ROUTER_URI, "")
+    name, _, version = uri.removeprefix("models:/").rpartition("/")
+    return name if uri.startswith("models:/") and name and version.isdigit() else None
+
+
+def router_model_name_for(run: Run, given: str, default: str) -> str:
+    """The router model to act on: ``given``, else the one the analyze run names, else ``default``; a given name
+    other than the analysed one is an error naming both."""
+    analysed = analysed_router_name(run)
+    if given and analysed and given != analysed:
+        raise ValueError(
+            f"parameter router_model_name is {given!r}, but analyze run {run.info.run_id} read out router "
+            f'{analysed!r} (tag {tags.ROUTER_URI}); pass router_model_name={analysed} or leave it ""'
+        )
+    return given or analysed or default
+
+
 @dataclass(frozen=True)
 class Promotion:
     """A checked move, ready to apply: what the readout says, on which router version, and what moves where."""

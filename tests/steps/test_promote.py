@@ -78,6 +78,17 @@ def test_promote_acts_on_the_latest_analyze_run_and_tags_its_run(registered: Reg
     )
 
 
+def test_the_router_is_the_one_the_analyze_run_names_unless_another_is_given(registered: RegisteredRouter) -> None:
+    uri = f"models:/{registered.router_model}/{registered.router_version}"
+    analyze_run = log_analyze_run(registered.router_version, winner="A", router_uri=uri)
+    run_id = promote.main(["--analyze_run", analyze_run])
+    assert effective_params(MlflowClient().get_run(run_id))["router_model_name"] == registered.router_model
+    champion = MlflowClient().get_model_version_by_alias(registered.model, tags.CHAMPION_ALIAS)
+    assert str(champion.version) == registered.policy_versions["A"]
+    with pytest.raises(ValueError, match=rf"router_model_name is 'other', but analyze run {analyze_run} read out"):
+        promote.main(["--analyze_run", analyze_run, "--router_model_name", "other"])
+
+
 def test_a_refusal_fails_the_run_with_its_reason_and_moves_nothing(registered: RegisteredRouter) -> None:
     analyze_run = log_analyze_run(registered.router_version, winner="B", guardrails_held=False)
     with pytest.raises(PromotionRefusedError, match="a guardrail did not hold"):
