@@ -112,7 +112,10 @@ def log_router(
             python_model=ABRouterModel(),
             artifacts=artifacts,
             model_config=router_config(
-                assignment, versions={arm: (model_name, v.version) for arm, v in versions.items()}
+                assignment,
+                versions={arm: (model_name, v.version) for arm, v in versions.items()},
+                # The decision log's fallback identity when the router is loaded by path, not models:/ URI.
+                router_name=router_model_name,
             ),
             code_paths=[str(Path(ab_router.__file__).parent)],
             signature=router_signature(split=assignment.split),

@@ -87,3 +87,17 @@ def test_a_bad_plan_value_is_refused_before_a_run_opens(
     with pytest.raises(ValueError, match=message):
         router.main(argv)
     assert len(mlflow.search_runs(search_all_experiments=True, output_format="list")) == before
+
+
+def test_the_router_knows_its_registered_name_when_loaded_by_path(
+    handmade_runs: HandmadeRuns, names: tuple[str, str]
+) -> None:
+    """The decision log's fallback identity: the model config names the registered router."""
+    model, router_model = names
+    register.main(
+        ["--train_a_run", handmade_runs.train_a, "--train_b_run", handmade_runs.train_b, "--model_name", model]
+    )
+    router.main(["--model_name", model, "--router_model_name", router_model])
+    version = MlflowClient().get_model_version_by_alias(router_model, "router")
+    config = mlflow.pyfunc.load_model(f"models:/{router_model}/{version.version}").model_config
+    assert config["router_name"] == router_model
