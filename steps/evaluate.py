@@ -20,42 +20,31 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
-
-import mlflow
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ab_router.arms import CONTROL, EXPERIMENT_ARMS, TREATMENT, policy_arm
-from ab_router.policy import positive_scores
-from ab_router.schema import LABEL, to_feature_frame
-from abtest.evaluation.analysis import (
-    EvaluationConfig,
-    EvaluationResult,
-    decision_tags,
-    evaluate_policies,
-    headline_metrics,
-)
-from abtest.evaluation.crossval import (
-    CV_SCHEME_DESCRIPTIONS,
-    CrossValidationResult,
-    cv_scheme_for_split,
-    run_cross_validation,
-)
-from abtest.evaluation.inputs import resolve_policy, shared_prepare_run
-from abtest.evaluation.report import ReportInputs, comparison_setup, render_html
-from abtest.tracking import tags
-from abtest.tracking.lineage import load_prepared, records_failure, run_parameter, step_run
-from abtest.tracking.params import log_resolved_params
-from abtest.tracking.store import ensure_store_ready
+from abtest.evaluation.analysis import EvaluationConfig
 from steps.cli import check_seed, configure_logging, parse_params
+
+if TYPE_CHECKING:
+    from abtest.evaluation.analysis import EvaluationResult
+    from abtest.evaluation.crossval import CrossValidationResult
 
 log = logging.getLogger(__name__)
 
 ARTIFACT_DIR = "evaluation"
+# MLflow, the models' libraries and the figures' are imported inside main: the cross-validation's spawned workers
+# import this module again (it is their __main__) and main's check_params imports it, neither of which needs them.
 
 
 def _log_tables(result: EvaluationResult, cross_validation: CrossValidationResult | None) -> None:
+    import mlflow
+
     mlflow.log_table(result.comparison, f"{ARTIFACT_DIR}/comparison.json")
     mlflow.log_text(result.comparison.to_csv(index=False), f"{ARTIFACT_DIR}/comparison.csv")
     mlflow.log_text(result.segments.to_csv(index=False), f"{ARTIFACT_DIR}/segments.csv")
@@ -63,6 +52,16 @@ def _log_tables(result: EvaluationResult, cross_validation: CrossValidationResul
     if cross_validation is not None:
         mlflow.log_text(cross_validation.folds.to_csv(index=False), f"{ARTIFACT_DIR}/cv_folds.csv")
         mlflow.log_text(cross_validation.summary.to_csv(index=False), f"{ARTIFACT_DIR}/cv_summary.csv")
+
+
+def _log_pngs(pngs: Mapping[str, bytes]) -> None:
+    """Every figure's PNG under ``evaluation/plots/`` in one artifact upload (the bytes the report embeds)."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="evaluate-plots-") as directory:
+        for name, png in pngs.items():
+            (Path(directory) / f"{name}.png").write_bytes(png)
+        mlflow.log_artifacts(directory, f"{ARTIFACT_DIR}/plots")
 
 
 def check_cv_folds(cv_folds: int) -> int:
@@ -92,9 +91,28 @@ def check_params(params: argparse.Namespace, pipeline: Mapping[str, argparse.Nam
     check_cv_folds(params.cv_folds)
 
 
-@records_failure
 def main(argv: Sequence[str] | None = None) -> str:
     """Compare A and B, log metrics, tags, tables and the HTML report; returns the evaluate run's id."""
+    from abtest.tracking.lineage import records_failure
+
+    return records_failure(_evaluate)(argv)
+
+
+def _evaluate(argv: Sequence[str] | None) -> str:
+    import mlflow
+
+    from ab_router.policy import positive_scores
+    from ab_router.schema import LABEL, to_feature_frame
+    from abtest.evaluation.analysis import decision_tags, evaluate_policies, headline_metrics, make_figures
+    from abtest.evaluation.crossval import CV_SCHEME_DESCRIPTIONS, cv_scheme_for_split, start_cross_validation
+    from abtest.evaluation.inputs import resolve_policy, shared_prepare_run
+    from abtest.evaluation.report import ReportInputs, comparison_setup, render_html
+    from abtest.reporting import figure_png
+    from abtest.tracking import tags
+    from abtest.tracking.lineage import load_prepared, run_parameter, step_run
+    from abtest.tracking.params import log_resolved_params
+    from abtest.tracking.store import ensure_store_ready
+
     params = parse_params("evaluate", argv, description=__doc__)
     configure_logging()
     check_params(params)
@@ -132,13 +150,9 @@ def main(argv: Sequence[str] | None = None) -> str:
             log_resolved_params({"cv_scheme": cv_scheme})
             mlflow.set_tag(tags.CV_SCHEME, CV_SCHEME_DESCRIPTIONS[cv_scheme])
         test = prepared.test
-        feature_frame = to_feature_frame(test)
-        scores = {
-            policy: positive_scores(mlflow.pyfunc.load_model(source.model_uri), feature_frame)
-            for policy, source in sources.items()
-        }
         cv_started = time.perf_counter()
-        cross_validation = run_cross_validation(
+        # The folds go to worker processes first; the test split is scored and compared while they run.
+        pending = start_cross_validation(
             prepared.train,
             prepared.val,
             prepared.users,
@@ -150,17 +164,31 @@ def main(argv: Sequence[str] | None = None) -> str:
             cv_jobs=cv_jobs,
             scheme=cv_scheme,
         )
+        try:
+            feature_frame = to_feature_frame(test)
+            scores = {
+                policy: positive_scores(mlflow.pyfunc.load_model(source.model_uri), feature_frame)
+                for policy, source in sources.items()
+            }
+            result = evaluate_policies(
+                test,
+                scores[CONTROL],
+                scores[TREATMENT],
+                train=prepared.train,
+                users=prepared.users,
+                items=prepared.items,
+                config=config,
+                with_figures=False,
+            )
+            cross_validation = pending.result() if pending is not None else None
+        finally:
+            if pending is not None:
+                pending.close(cancel=True)
         cv_seconds = time.perf_counter() - cv_started
-        result = evaluate_policies(
-            test,
-            scores[CONTROL],
-            scores[TREATMENT],
-            train=prepared.train,
-            users=prepared.users,
-            items=prepared.items,
-            config=config,
-            cross_validation=cross_validation,
-        )
+        result = replace(result, cross_validation=cross_validation)
+        by_arm = {arm: scores[arm] for arm in EXPERIMENT_ARMS}
+        result.figures.update(make_figures(result, test[LABEL].to_numpy(), by_arm))
+        pngs = {name: figure_png(figure) for name, figure in result.figures.items()}  # rendered once
         setup = comparison_setup(
             sources,
             result,
@@ -179,15 +207,14 @@ def main(argv: Sequence[str] | None = None) -> str:
                 comparison=result.comparison,
                 delong=result.delong,
                 segments=result.segments,
-                figures=result.figures,
+                figures=pngs,
                 cross_validation=cross_validation,
                 n_bootstrap=config.n_bootstrap,
                 alpha=config.alpha,
             )
         )
         mlflow.log_text(html, f"{ARTIFACT_DIR}/report.html")
-        for name, figure in result.figures.items():
-            mlflow.log_figure(figure, f"{ARTIFACT_DIR}/plots/{name}.png")
+        _log_pngs(pngs)
         _log_tables(result, cross_validation)
         mlflow.log_dict(
             {

@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from ab_router.arms import CONTROL, TREATMENT
 from ab_router.schema import LABEL
-from abtest.evaluation import plots
 from abtest.evaluation.bootstrap import BootstrapConfig, MetricComparison, compare_policies, comparison_frame
-from abtest.evaluation.crossval import CrossValidationResult
 from abtest.evaluation.decision import NO_WINNER, PRIMARY_METRIC, Decision, decide
 from abtest.evaluation.delong import DelongResult, delong_test
 from abtest.evaluation.metrics import EvalRows, all_metrics, policy_statistics
 from abtest.evaluation.segments import compare_segments, define_segments
 from abtest.tracking import tags
+
+if TYPE_CHECKING:  # types only: the figures' libraries load when figures are made, the folds' when they run
+    from matplotlib.figure import Figure
+
+    from abtest.evaluation.crossval import CrossValidationResult
 
 WINNER_CODE: dict[str, int] = {TREATMENT: 1, NO_WINNER: 0, CONTROL: -1}
 
@@ -118,6 +121,8 @@ def evaluate_policies(
 
 def make_figures(result: EvaluationResult, labels: np.ndarray, scores: dict[str, np.ndarray]) -> dict[str, Figure]:
     """Every figure of the report, by name (the name is also the PNG artifact's file name)."""
+    from abtest.evaluation import plots  # matplotlib and seaborn: only for the figures
+
     figures = {
         "metrics": plots.metrics_figure(result.comparison),
         "roc": plots.roc_figure(labels, scores),

@@ -21,7 +21,9 @@ t-test is too confident.
 
 Folds are independent given the seed, so ``n_jobs > 1`` fits them in that many fresh (spawned) processes, each
 held to one BLAS/OpenMP thread: on the 2-core machines this project targets the cross-validation is most of the
-evaluate step, and the results are identical to a sequential run.
+evaluate step, and the results are identical to a sequential run. The largest folds are sent first (forward folds
+grow with time, so in fold order the last and largest would run alone at the end), and
+:func:`start_cross_validation` returns while the workers run, so the caller can evaluate the test split meanwhile.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ import itertools
 import logging
 import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Any, Literal
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -42,10 +45,12 @@ from threadpoolctl import threadpool_limits
 
 from ab_router.arms import CONTROL, EXPERIMENT_ARMS, TREATMENT
 from ab_router.schema import FEATURE_COLUMNS, ITEM_ID, TIMESTAMP, USER_ID
-from abtest.evaluation.inputs import PolicySource
 from abtest.evaluation.metrics import EvalRows, all_metrics, higher_is_better, point_metrics, policy_statistics
 from abtest.features import build as features
 from abtest.policies import models as policies
+
+if TYPE_CHECKING:  # the spawned fold workers import this module; inputs would pull in MLflow for a type
+    from abtest.evaluation.inputs import PolicySource
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +189,78 @@ def _run_fold(task: _Fold) -> list[dict[str, Any]]:
             limits.restore_original_limits()
 
 
-def cross_validate(
+class PendingCrossValidation:
+    """Folds being fitted (in worker processes when ``n_jobs > 1``); :meth:`result` waits for them.
+
+    A context manager: leaving it stops the workers, cancelling folds not yet started if the block failed.
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[_Fold],
+        splits: Sequence[tuple[np.ndarray, np.ndarray]],
+        metrics: Sequence[str],
+        *,
+        workers: int,
+    ) -> None:
+        self._tasks = list(tasks)
+        self._metrics = tuple(metrics)
+        # Mean over folds of n_test / n_train (1 / (K - 1) for equal random folds; unequal when forward in time).
+        self._ratio = float(np.mean([len(held) / len(fit) for fit, held in splits]))
+        self._executor: ProcessPoolExecutor | None = None
+        self._futures: dict[int, Future] = {}
+        self._result: CrossValidationResult | None = None
+        if workers > 1:
+            # Spawned, not forked: the parent holds MLflow's and OpenMP's threads, which a fork would copy
+            # mid-state.
+            self._executor = ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+            )
+            # Largest training part first (longest-processing-time order): the workers finish close together.
+            for task in sorted(self._tasks, key=lambda t: (-len(t.fit_part), t.fold)):
+                self._futures[task.fold] = self._executor.submit(_run_fold, task)
+
+    def __enter__(self) -> PendingCrossValidation:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close(cancel=exc is not None)
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Stop the workers (``cancel``: drop the folds not started yet)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=cancel)
+            self._executor = None
+
+    def result(self) -> CrossValidationResult:
+        """Per-fold metrics and their summary, once every fold is done (fold order, whatever order they ran in)."""
+        if self._result is not None:
+            return self._result
+        n_folds = len(self._tasks)
+        by_fold: dict[int, list[dict[str, Any]]] = {}
+        if self._futures:
+            fold_of = {future: fold for fold, future in self._futures.items()}
+            finished = ((fold_of[future], future.result()) for future in as_completed(fold_of))
+        else:
+            finished = ((task.fold, _run_fold(task)) for task in self._tasks)
+        for fold, fold_records in finished:
+            by_fold[fold] = fold_records
+            held_out = len(self._tasks[fold].held_out)
+            log.info("cross-validation fold %d/%d done (%d held-out rows)", fold + 1, n_folds, held_out)
+        self.close()
+        records = [record for task in self._tasks for record in by_fold[task.fold]]
+        per_fold = pd.DataFrame.from_records(records)
+        self._result = CrossValidationResult(
+            folds=per_fold,
+            summary=summarise_folds(per_fold, self._metrics, test_train_ratio=self._ratio),
+            scheme=self._tasks[0].scheme,
+        )
+        return self._result
+
+
+def start_cross_validate(
     data: pd.DataFrame,
     users: pd.DataFrame,
     items: pd.DataFrame,
@@ -199,16 +275,8 @@ def cross_validate(
     fit_policy: PolicyFitter,
     n_jobs: int = 1,
     scheme: CvScheme = "random",
-) -> CrossValidationResult:
-    """Refit A and B on ``n_folds`` folds of ``data`` (interaction columns + label) and score each held-out fold.
-
-    ``scheme``: ``"random"`` (shuffled K-fold) or ``"forward"`` (forward in time by ``timestamp``; see the module
-    docstring).
-
-    ``build_features`` and ``fit_policy`` are passed in (the real ones are ``abtest.features.build.build_features``
-    and ``abtest.policies.models.fit_policy``) so this module stays importable and testable on its own; with
-    ``n_jobs > 1`` they must be picklable (module-level functions).
-    """
+) -> PendingCrossValidation:
+    """:func:`cross_validate`, returning as soon as the folds are handed to the workers (see its docstring)."""
     if n_folds < 2:
         raise ValueError(f"cross-validation needs n_folds >= 2, got {n_folds} (0 or 1 disables it upstream)")
     if len(data) < 10 * n_folds:
@@ -246,29 +314,50 @@ def cross_validate(
         )
         for fold, (fit_rows, held_rows) in enumerate(splits)
     ]
-    records = []
-    if workers == 1:
-        results = map(_run_fold, tasks)
-        executor = None
-    else:
-        # Spawned, not forked: the parent holds MLflow's and OpenMP's threads, which a fork would copy mid-state.
-        executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-        results = executor.map(_run_fold, tasks)
-    try:
-        for task, fold_records in zip(tasks, results, strict=True):
-            records += fold_records
-            log.info(
-                "cross-validation fold %d/%d done (%d held-out rows)", task.fold + 1, n_folds, len(task.held_out)
-            )
-    finally:
-        if executor is not None:
-            executor.shutdown(cancel_futures=True)
-    per_fold = pd.DataFrame.from_records(records)
-    # Mean over folds of n_test / n_train (1 / (K - 1) for equal random folds; unequal when forward in time).
-    ratio = float(np.mean([len(held) / len(fit) for fit, held in splits]))
-    return CrossValidationResult(
-        folds=per_fold, summary=summarise_folds(per_fold, metrics, test_train_ratio=ratio), scheme=scheme
-    )
+    return PendingCrossValidation(tasks, splits, metrics, workers=workers)
+
+
+def cross_validate(
+    data: pd.DataFrame,
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    *,
+    params_a: Mapping[str, Any],
+    params_b: Mapping[str, Any],
+    n_folds: int,
+    seed: int,
+    k: int,
+    metrics: Sequence[str],
+    build_features: FeatureBuilder,
+    fit_policy: PolicyFitter,
+    n_jobs: int = 1,
+    scheme: CvScheme = "random",
+) -> CrossValidationResult:
+    """Refit A and B on ``n_folds`` folds of ``data`` (interaction columns + label) and score each held-out fold.
+
+    ``scheme``: ``"random"`` (shuffled K-fold) or ``"forward"`` (forward in time by ``timestamp``; see the module
+    docstring).
+
+    ``build_features`` and ``fit_policy`` are passed in (the real ones are ``abtest.features.build.build_features``
+    and ``abtest.policies.models.fit_policy``) so this module stays importable and testable on its own; with
+    ``n_jobs > 1`` they must be picklable (module-level functions).
+    """
+    with start_cross_validate(
+        data,
+        users,
+        items,
+        params_a=params_a,
+        params_b=params_b,
+        n_folds=n_folds,
+        seed=seed,
+        k=k,
+        metrics=metrics,
+        build_features=build_features,
+        fit_policy=fit_policy,
+        n_jobs=n_jobs,
+        scheme=scheme,
+    ) as pending:
+        return pending.result()
 
 
 def summarise_folds(per_fold: pd.DataFrame, metrics: Sequence[str], *, test_train_ratio: float) -> pd.DataFrame:
@@ -297,6 +386,44 @@ def summarise_folds(per_fold: pd.DataFrame, metrics: Sequence[str], *, test_trai
     return pd.DataFrame(rows)
 
 
+def start_cross_validation(
+    prepared_train: pd.DataFrame,
+    prepared_val: pd.DataFrame,
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    sources: dict[str, PolicySource],
+    *,
+    cv_folds: int,
+    seed: int,
+    k: int,
+    cv_jobs: int,
+    scheme: CvScheme,
+) -> PendingCrossValidation | None:
+    """K-fold refits of both policies on train ∪ val with their training runs' parameters, started (None if
+    disabled); the caller waits with ``.result()`` inside ``with``.
+
+    ``scheme``: ``"forward"`` (in time; for a temporal split) or ``"random"`` (shuffled K-fold).
+    """
+    if cv_folds <= 1:
+        log.info("cross-validation disabled (cv_folds=%d)", cv_folds)
+        return None
+    return start_cross_validate(
+        pd.concat([prepared_train, prepared_val], ignore_index=True),
+        users,
+        items,
+        params_a=sources[CONTROL].params,
+        params_b=sources[TREATMENT].params,
+        n_folds=cv_folds,
+        seed=seed,
+        k=k,
+        metrics=all_metrics(k),
+        build_features=features.build_features,
+        fit_policy=policies.fit_policy,
+        n_jobs=cv_jobs,
+        scheme=scheme,
+    )
+
+
 def run_cross_validation(
     prepared_train: pd.DataFrame,
     prepared_val: pd.DataFrame,
@@ -314,21 +441,19 @@ def run_cross_validation(
 
     ``scheme``: ``"forward"`` (in time; for a temporal split) or ``"random"`` (shuffled K-fold).
     """
-    if cv_folds <= 1:
-        log.info("cross-validation disabled (cv_folds=%d)", cv_folds)
-        return None
-    return cross_validate(
-        pd.concat([prepared_train, prepared_val], ignore_index=True),
+    pending = start_cross_validation(
+        prepared_train,
+        prepared_val,
         users,
         items,
-        params_a=sources[CONTROL].params,
-        params_b=sources[TREATMENT].params,
-        n_folds=cv_folds,
+        sources,
+        cv_folds=cv_folds,
         seed=seed,
         k=k,
-        metrics=all_metrics(k),
-        build_features=features.build_features,
-        fit_policy=policies.fit_policy,
-        n_jobs=cv_jobs,
+        cv_jobs=cv_jobs,
         scheme=scheme,
     )
+    if pending is None:
+        return None
+    with pending:
+        return pending.result()

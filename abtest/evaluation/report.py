@@ -6,22 +6,26 @@ external scripts, styles or images.
 
 from __future__ import annotations
 
+import base64
 import html
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from ab_router.arms import EXPERIMENT_ARMS, policy_arm
-from abtest.evaluation.analysis import EvaluationResult
-from abtest.evaluation.crossval import CrossValidationResult
 from abtest.evaluation.decision import Decision
 from abtest.evaluation.delong import DelongResult
-from abtest.evaluation.inputs import PolicySource
 from abtest.evaluation.segments import MIN_CLASS_ROWS, MIN_SEGMENT_USERS
 from abtest.reporting import embedded_image
+
+if TYPE_CHECKING:  # types only (inputs would import MLflow, the figures matplotlib)
+    from matplotlib.figure import Figure
+
+    from abtest.evaluation.analysis import EvaluationResult
+    from abtest.evaluation.crossval import CrossValidationResult
+    from abtest.evaluation.inputs import PolicySource
 
 # Section ids, in reading order; tests check that every one is present.
 SECTIONS: tuple[str, ...] = (
@@ -60,7 +64,7 @@ class ReportInputs:
     comparison: pd.DataFrame
     delong: DelongResult
     segments: pd.DataFrame
-    figures: Mapping[str, Figure]
+    figures: Mapping[str, Figure | bytes]  # a figure, or its PNG already rendered (the step renders each once)
     cross_validation: CrossValidationResult | None
     n_bootstrap: int
     alpha: float
@@ -136,6 +140,14 @@ def comparison_setup(
     }
 
 
+def _image(figure: Figure | bytes | None, *, alt: str) -> str:
+    """An inline ``<img>`` of a figure or of its PNG bytes ("" for none)."""
+    if isinstance(figure, bytes):
+        encoded = base64.b64encode(figure).decode("ascii")
+        return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
+    return embedded_image(figure, alt=alt)
+
+
 def _section(section_id: str, title: str, body: str) -> str:
     return f'<section id="{section_id}"><h2>{html.escape(title)}</h2>\n{body}\n</section>'
 
@@ -167,12 +179,12 @@ def render_html(inputs: ReportInputs) -> str:
             f"p: two-sided bootstrap p-value of B − A = 0.</p>"
             + _table(headline_table(inputs.comparison, inputs.alpha)),
         ),
-        _section("metrics-chart", "Metrics with intervals", embedded_image(figures.get("metrics"), alt="metrics")),
+        _section("metrics-chart", "Metrics with intervals", _image(figures.get("metrics"), alt="metrics")),
         _section(
             "curves",
             "Curves (A and B on the same axes)",
             "".join(
-                f"<h3>{title}</h3>{embedded_image(figures.get(name), alt=title)}"
+                f"<h3>{title}</h3>{_image(figures.get(name), alt=title)}"
                 for name, title in (
                     ("roc", "ROC"),
                     ("precision_recall", "Precision-recall"),
@@ -195,7 +207,7 @@ def render_html(inputs: ReportInputs) -> str:
             f"fewer than {MIN_CLASS_ROWS} positives or negatives. Segments with fewer than {MIN_SEGMENT_USERS} "
             "users show point values only (marked too few users): no interval or p-value. A row belongs to every "
             "genre of its movie.</p>"
-            + embedded_image(figures.get("segments"), alt="segment heatmap")
+            + _image(figures.get("segments"), alt="segment heatmap")
             + "<details><summary>Segment table</summary>"
             + _table(inputs.segments)
             + "</details>",
@@ -235,7 +247,7 @@ def render_html(inputs: ReportInputs) -> str:
     )
 
 
-def _cross_validation_body(result: CrossValidationResult | None, figures: Mapping[str, Figure]) -> str:
+def _cross_validation_body(result: CrossValidationResult | None, figures: Mapping[str, Figure | bytes]) -> str:
     if result is None:
         return "<p>Disabled (cv_folds = 0 or 1).</p>"
     return (
@@ -244,7 +256,7 @@ def _cross_validation_body(result: CrossValidationResult | None, figures: Mappin
         "per-fold difference B − A and the Nadeau-Bengio corrected t-test (variance inflated by the mean "
         "n_test/n_train of the folds).</p>"
         + _table(result.summary)
-        + embedded_image(figures.get("cross_validation"), alt="cross-validation box plots")
+        + _image(figures.get("cross_validation"), alt="cross-validation box plots")
         + "<details><summary>Per-fold metrics</summary>"
         + _table(
             result.folds.pivot_table(index=["metric", "fold"], columns="policy", values="value").reset_index()

@@ -15,6 +15,7 @@ from abtest.evaluation.crossval import (
     cross_validate,
     cv_scheme_for_split,
     forward_folds,
+    start_cross_validate,
     summarise_folds,
 )
 from abtest.evaluation.metrics import all_metrics
@@ -155,6 +156,42 @@ def test_forward_folds_in_worker_processes_equal_the_sequential_run():
     parallel = cross_validate(_interactions(), pd.DataFrame(), pd.DataFrame(), n_jobs=2, **kwargs)
     pd.testing.assert_frame_equal(parallel.folds, sequential.folds)
     pd.testing.assert_frame_equal(parallel.summary, sequential.summary)
+
+
+def _failing_fit(policy, train, val, *, params):
+    if len(train) > 300:  # the largest forward folds: sent to the workers first
+        raise ValueError(f"fit refused on purpose ({len(train)} rows)")
+    return _stub_fit(policy, train, val, params=params)
+
+
+def test_started_folds_give_the_same_result_and_a_worker_error_surfaces():
+    """start_cross_validate returns at once; .result() in its block = cross_validate's; a fold's error raises."""
+    kwargs = dict(
+        params_a={},
+        params_b={},
+        n_folds=4,
+        seed=0,
+        k=5,
+        metrics=["auc", "brier"],
+        build_features=_stub_features,
+        scheme="forward",
+    )
+    sequential = cross_validate(_interactions(), pd.DataFrame(), pd.DataFrame(), fit_policy=_stub_fit, **kwargs)
+    with start_cross_validate(
+        _interactions(), pd.DataFrame(), pd.DataFrame(), fit_policy=_stub_fit, n_jobs=2, **kwargs
+    ) as pending:
+        started = pending.result()
+        assert pending.result() is started  # waited once
+    pd.testing.assert_frame_equal(started.folds, sequential.folds)
+    pd.testing.assert_frame_equal(started.summary, sequential.summary)
+    assert started.folds["fold"].tolist() == sorted(started.folds["fold"])  # fold order, whatever ran first
+    with (
+        pytest.raises(ValueError, match="fit refused on purpose"),
+        start_cross_validate(
+            _interactions(), pd.DataFrame(), pd.DataFrame(), fit_policy=_failing_fit, n_jobs=2, **kwargs
+        ) as pending,
+    ):
+        pending.result()
 
 
 def test_random_scheme_still_shuffles_and_forward_needs_timestamps():
