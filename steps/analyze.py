@@ -23,27 +23,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
 import pandas as pd
-from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from abtest.experiment.plan import METRICS
-from abtest.experiment.readout.experiment import (
-    RecordsReadout,
-    analyse_records,
-    effective_plan,
-    inputs_from_data,
-    read_records,
-    records_config,
-)
+from abtest.experiment.readout.evidence import log_daily_histories, readout_tags
+from abtest.experiment.readout.experiment import effective_plan, readout_of_records
 from abtest.experiment.readout.page import write_readout
 from abtest.experiment.router_client import RouterHandle, resolve_router
 from abtest.experiment.traffic import pre_period_activity
@@ -57,8 +48,6 @@ log = logging.getLogger(__name__)
 READOUT_DIR = "readout"
 RECORDS_ARTIFACTS = "records"  # where simulate logs the records it wrote
 FLAGS = {"true": True, "false": False}
-# MLflow's log_batch takes at most 1000 metrics per call.
-BATCH_METRICS = 1000
 
 
 def parse_time(name: str, text: str) -> datetime | None:
@@ -145,36 +134,6 @@ def pre_period(prepare_run: str) -> pd.Series:
     return pre_period_activity(pd.concat([prepared.train, prepared.val], ignore_index=True))
 
 
-def log_daily_histories(readout: RecordsReadout) -> int:
-    """Every numeric per-day column as metric ``daily_<column>`` with step = day; returns the number logged."""
-    run_id = mlflow.active_run().info.run_id
-    now = int(time.time() * 1000)
-    metrics = [
-        Metric(f"daily_{column}", float(value), now, int(day))
-        for column in readout.daily.columns
-        if column != "day"
-        for day, value in zip(readout.daily["day"], readout.daily[column], strict=True)
-        if isinstance(value, int | float) and math.isfinite(value)
-    ]
-    client = MlflowClient()
-    for start in range(0, len(metrics), BATCH_METRICS):
-        client.log_batch(run_id, metrics=metrics[start : start + BATCH_METRICS])
-    return len(metrics)
-
-
-def readout_tags(readout: RecordsReadout) -> dict[str, str]:
-    """The run tags `promote` and the MLflow UI read."""
-    return {
-        tags.DECISION: tags.cut(readout.decision),
-        tags.WINNER: readout.winner,
-        tags.HEALTHY: str(readout.healthy).lower(),
-        tags.HEALTH_FAILURES: ",".join(readout.health_failures),
-        tags.GUARDRAILS_HELD: str(readout.guardrails_held).lower(),
-        tags.PRIMARY_METRIC: readout.plan.primary_metric,
-        tags.PLAN_OVERRIDDEN: str(readout.plan_overridden).lower(),
-    }
-
-
 @records_failure
 def main(argv: Sequence[str] | None = None) -> str:
     """Analyse the experiment's records and log the readout; returns the run id."""
@@ -212,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> str:
                 tags.ANALYSIS_PLAN: plan.to_json(),
             }
         )
-        data = read_records(
+        readout = readout_of_records(
             location,
             router_name=router_name,
             router_version=router_version,
@@ -220,16 +179,12 @@ def main(argv: Sequence[str] | None = None) -> str:
             start=parse_time("start", params.start),
             end=parse_time("end", params.end),
             events=extra_events(params),
+            plan=plan,
+            split=handle.split if handle.split is not None else 0.5,
+            pre_period=pre_period(prepare_run),
             workdir=Path(tmp),
-        )
-        inputs = inputs_from_data(data)
-        split = handle.split if handle.split is not None else 0.5
-        days_observed = int(inputs.user_days["day"].nunique()) if not inputs.user_days.empty else 0
-        config = records_config(
-            plan, split=split, users=int(inputs.user_days["user_id"].nunique()), days_observed=days_observed
-        )
-        readout = analyse_records(
-            inputs, plan, config, pre_period(prepare_run), plan_note=plan_note, plan_overridden=overridden
+            plan_note=plan_note,
+            plan_overridden=overridden,
         )
         directory = Path(tmp) / READOUT_DIR
         write_readout(readout, directory)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import mlflow
 
+from abtest.experiment.readout.evidence import log_daily_histories, readout_tags
 from abtest.experiment.readout.experiment import RecordsReadout
 from abtest.experiment.readout.page import write_readout
 from abtest.experiment.router_client import check_endpoint, connect_router
@@ -41,7 +42,6 @@ from abtest.experiment.runner import (
 from abtest.tracking import tags
 from abtest.tracking.lineage import load_prepared, records_failure, step_run
 from abtest.tracking.params import log_resolved_params
-from steps.analyze import log_daily_histories, readout_tags
 from steps.cli import check_seed, configure_logging, inherit_defaults, parse_params
 
 log = logging.getLogger(__name__)

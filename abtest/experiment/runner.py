@@ -34,14 +34,7 @@ from abtest.experiment import traffic
 from abtest.experiment.click_model import fit_click_model
 from abtest.experiment.plan import AnalysisPlan
 from abtest.experiment.readout.analysis import ExperimentReadout, analyse, guardrail_table
-from abtest.experiment.readout.experiment import (
-    RecordsReadout,
-    analyse_records,
-    effective_plan,
-    inputs_from_data,
-    read_records,
-    records_config,
-)
+from abtest.experiment.readout.experiment import RecordsReadout, effective_plan, readout_of_records
 from abtest.experiment.stats import AnalysisConfig
 from abtest.tracking.lineage import PreparedData
 
@@ -203,7 +196,7 @@ def records_readout(
     else:
         plan_json, where = target.plan, f"router {target.router_name} version {target.router_version}"
     plan, plan_note, overridden = effective_plan(plan_json, primary_metric="", override_plan=False, where=where)
-    data = read_records(
+    return readout_of_records(
         str(target.directory),
         router_name=target.router_name,
         router_version=target.router_version,
@@ -211,16 +204,13 @@ def records_readout(
         start=None,
         end=None,
         events=(),
-        workdir=workdir,
-    )
-    inputs = inputs_from_data(data)
-    config = records_config(
-        plan,
+        plan=plan,
         split=split,
-        users=int(inputs.user_days["user_id"].nunique()),
-        days_observed=int(inputs.user_days["day"].nunique()),
+        pre_period=covariate,
+        workdir=workdir,
+        plan_note=plan_note,
+        plan_overridden=overridden,
     )
-    return analyse_records(inputs, plan, config, covariate, plan_note=plan_note, plan_overridden=overridden)
 
 
 def run_experiment(

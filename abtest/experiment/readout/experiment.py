@@ -1,6 +1,7 @@
 """The readout of a real experiment: from its records' per-(day, user) reduction to health, results and a decision.
 
-:func:`analyse_records` is the one entry point for `analyze` and for `simulate` (which writes the same records):
+:func:`readout_of_records` is the one entry point for `analyze` and for `simulate` (which writes the same records):
+it reads and reduces the records (:func:`read_records`), then
 
     analyse_records(inputs, plan, config, pre_period, plan_note=...) -> RecordsReadout
 
@@ -498,6 +499,42 @@ def inputs_from_data(data: ExperimentData) -> ReadoutInputs:
         health_counts={name: counts[name] for name in HEALTH_CHECKS if name in counts},
         health_examples={name: examples[name] for name in HEALTH_CHECKS if name in examples},
     )
+
+
+def readout_of_records(
+    location: str,
+    *,
+    router_name: str,
+    router_version: str,
+    salt: str,
+    start: datetime | None,
+    end: datetime | None,
+    events: tuple[str, ...],
+    plan: AnalysisPlan,
+    split: float,
+    pre_period: pd.Series,
+    workdir: Path,
+    plan_note: str = "",
+    plan_overridden: bool = False,
+) -> RecordsReadout:
+    """The records at ``location`` read, reduced and analysed: the one readout path of `analyze` and `simulate`,
+    so a simulated experiment and a real one are read out by the same code."""
+    data = read_records(
+        location,
+        router_name=router_name,
+        router_version=router_version,
+        salt=salt,
+        start=start,
+        end=end,
+        events=events,
+        workdir=workdir,
+    )
+    inputs = inputs_from_data(data)
+    days_observed = int(inputs.user_days["day"].nunique()) if not inputs.user_days.empty else 0
+    config = records_config(
+        plan, split=split, users=int(inputs.user_days[USER_ID].nunique()), days_observed=days_observed
+    )
+    return analyse_records(inputs, plan, config, pre_period, plan_note=plan_note, plan_overridden=plan_overridden)
 
 
 def health_checks(inputs: ReadoutInputs, srm: SrmResult, config: AnalysisConfig) -> tuple[HealthCheck, ...]:
