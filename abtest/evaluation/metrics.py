@@ -5,7 +5,7 @@ once (positives and negatives per user and score level, loss sums, calibration-b
 turns a user-clustered bootstrap replicate into one matrix product with that replicate's user weights: 1,000
 replicates of 20,000 rows take about a second instead of 1,000 calls of scikit-learn. AUC and average precision
 visit only the score levels that hold a positive, in int64 for the bootstrap's whole-number weights, so their
-replicates equal the dense per-level sums bit for bit at a third of the cost. The point estimate is the
+replicates equal the dense per-level sums bit for bit at less than half the CPU. The point estimate is the
 same computation with every weight 1, and the tests check it against scikit-learn's metrics.
 """
 
