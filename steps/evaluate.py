@@ -106,6 +106,7 @@ def _evaluate(argv: Sequence[str] | None) -> str:
     from abtest.evaluation.analysis import decision_tags, evaluate_policies, headline_metrics, make_figures
     from abtest.evaluation.crossval import CV_SCHEME_DESCRIPTIONS, cv_scheme_for_split, start_cross_validation
     from abtest.evaluation.inputs import resolve_policy, shared_prepare_run
+    from abtest.evaluation.plots import cross_validation_figure
     from abtest.evaluation.report import ReportInputs, comparison_setup, render_html
     from abtest.reporting import figure_png
     from abtest.tracking import tags
@@ -180,15 +181,19 @@ def _evaluate(argv: Sequence[str] | None) -> str:
                 config=config,
                 with_figures=False,
             )
+            # Every figure but the folds' box plots is drawn and rendered while the workers still run.
+            by_arm = {arm: scores[arm] for arm in EXPERIMENT_ARMS}
+            result.figures.update(make_figures(result, test[LABEL].to_numpy(), by_arm))
+            pngs = {name: figure_png(figure) for name, figure in result.figures.items()}  # rendered once
             cross_validation = pending.result() if pending is not None else None
         finally:
             if pending is not None:
                 pending.close(cancel=True)
         cv_seconds = time.perf_counter() - cv_started
         result = replace(result, cross_validation=cross_validation)
-        by_arm = {arm: scores[arm] for arm in EXPERIMENT_ARMS}
-        result.figures.update(make_figures(result, test[LABEL].to_numpy(), by_arm))
-        pngs = {name: figure_png(figure) for name, figure in result.figures.items()}  # rendered once
+        if cross_validation is not None:
+            result.figures["cross_validation"] = cross_validation_figure(cross_validation.folds)
+            pngs["cross_validation"] = figure_png(result.figures["cross_validation"])
         setup = comparison_setup(
             sources,
             result,
