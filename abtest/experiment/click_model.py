@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from sklearn.linear_model import LogisticRegression
 
 from ab_router.schema import GENRE_COLUMNS, ITEM_ID, LABEL, USER_ID
 
@@ -75,6 +74,9 @@ def fit_click_model(interactions: pd.DataFrame, items: pd.DataFrame, *, C: float
         shape=(n, n_users * n_genres),
     )
     design = sparse.hstack([user_block, item_block, taste_block]).tocsr()
+    # Imported here: only the synthetic environment fits a click model, and simulate's start-up skips sklearn.
+    from sklearn.linear_model import LogisticRegression
+
     model = LogisticRegression(C=C, max_iter=2000).fit(design, interactions[LABEL].to_numpy())
     coef = model.coef_.ravel()
     return ClickModel(

@@ -11,8 +11,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from statsmodels.stats.multitest import multipletests
-
 
 @dataclass(frozen=True)
 class AdjustedPValue:
@@ -33,6 +31,8 @@ def holm(p_values: Mapping[str, float], *, alpha: float) -> dict[str, AdjustedPV
         if metric not in finite
     }
     if finite:
+        from statsmodels.stats.multitest import multipletests  # on first use: statsmodels is slow to import
+
         reject, corrected, _, _ = multipletests(list(finite.values()), alpha=alpha, method="holm")
         for (metric, p), is_significant, value in zip(finite.items(), reject, corrected, strict=True):
             adjusted[metric] = AdjustedPValue(metric, p, float(value), bool(is_significant))

@@ -9,10 +9,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from statsmodels.stats.power import NormalIndPower
-
 from abtest.experiment.stats.config import AnalysisConfig, Status
 from abtest.experiment.stats.sufficient import RatioStatistic
+
+
+def _power_solver():
+    """statsmodels' power solver, imported when a power is computed: statsmodels costs steps that only import
+    the readout (demo, main's parameter checks) a second of start-up."""
+    from statsmodels.stats.power import NormalIndPower
+
+    return NormalIndPower()
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,7 @@ def power_for_effect(
     if sigma <= 0 or users_control < 1 or users_treatment < 1:
         return float("nan")
     return float(
-        NormalIndPower().power(
+        _power_solver().power(
             effect_size=abs(effect_absolute) / sigma,
             nobs1=users_control,
             alpha=alpha,
@@ -75,7 +81,7 @@ def power_analysis(
             mde_relative=math.nan,
             **common,
         )
-    effect_size = NormalIndPower().solve_power(
+    effect_size = _power_solver().solve_power(
         effect_size=None,
         nobs1=users_control,
         alpha=config.alpha,
