@@ -4,15 +4,15 @@
 :data:`abtest.experiment.traffic.Scorer`, so the benchmark and the tests run the same code with stand-in routers.
 :mod:`abtest.experiment.router_client` connects the real router (in process or served).
 
-With :class:`RecordsTarget` the experiment leaves the records a real deployment leaves (``ab_router.records``):
+Every experiment leaves in its :class:`RecordsTarget` the records a real deployment leaves (``ab_router.records``):
 the router's decisions (written by the router's decision log while it scored, or from a served router's answers),
 the impressions the simulated application showed and the clicks the environment drew (written with
 ``abtest.experiment.events``). The router stamps its decisions with the wall clock, while a simulation runs its
 days in seconds: each decision is moved onto its request's simulated time (``traffic.request_times``), every
 other field kept as the router wrote it, so decisions, impressions and clicks share one calendar. The readout is
 then computed from those records by `analyze`'s code (:func:`records_readout`: the ingest reduction, then
-``abtest.experiment.readout.experiment``), one readout path for simulated and real traffic; the experiment's own
-in-memory readout (``abtest.experiment.readout.analysis``) is what a run without records gets.
+``abtest.experiment.readout.experiment``): one readout path for simulated and real traffic. So the scorer must
+record its decisions (``abtest.experiment.router_client.recording_scorer``, or the in-process router's log).
 """
 
 from __future__ import annotations
@@ -33,9 +33,7 @@ from ab_router.sinks import Batch, DirectorySink, read_jsonl_file, table_files
 from abtest.experiment import traffic
 from abtest.experiment.click_model import fit_click_model
 from abtest.experiment.plan import AnalysisPlan
-from abtest.experiment.readout.analysis import ExperimentReadout, analyse, guardrail_table
 from abtest.experiment.readout.experiment import RecordsReadout, effective_plan, readout_of_records
-from abtest.experiment.stats import AnalysisConfig
 from abtest.tracking.lineage import PreparedData
 
 log = logging.getLogger(__name__)
@@ -115,12 +113,12 @@ class RecordCounts:
 
 @dataclass(frozen=True)
 class ExperimentOutcome:
-    """The readout and the raw impressions it was computed from (and the records written, when asked)."""
+    """The readout of the records written, the counts of those records and the raw impressions behind them."""
 
-    readout: ExperimentReadout | RecordsReadout  # from the records when they were written, else in memory
+    readout: RecordsReadout
     impressions: pd.DataFrame
     user_days: pd.DataFrame
-    records: RecordCounts | None = None
+    records: RecordCounts
     truth: dict[str, float] = field(default_factory=dict)  # synthetic: each arm's true CTR had it served all
 
 
@@ -218,15 +216,16 @@ def run_experiment(
     scorer: traffic.Scorer,
     spec: ExperimentSpec,
     *,
+    records: RecordsTarget,
     truth_scorer: traffic.Scorer | None = None,
-    records: RecordsTarget | None = None,
 ) -> ExperimentOutcome:
-    """Traffic over days through ``scorer``, outcomes from the environment, then the readout.
+    """Traffic over days through ``scorer``, outcomes from the environment, the records, then their readout.
 
-    ``truth_scorer`` (default ``scorer``) scores the synthetic ground truth, every request forced to each arm: an
-    unrecorded router, so that QA traffic stays out of the decision log. With ``records`` the router is called once
-    per request, as an application calls it, the records are written (:func:`write_records`) and the readout is
-    computed from them (:func:`records_readout`).
+    The router is called once per request, as an application calls it, and must write its decisions to
+    ``records.router_log``; the records are written (:func:`write_records`) and the readout is computed from them
+    (:func:`records_readout`), as `analyze` computes it. ``truth_scorer`` (default ``scorer``) scores the
+    synthetic ground truth, every request forced to each arm: an unrecorded router, so that QA traffic stays out
+    of the decision log.
     """
     rng = np.random.default_rng(spec.seed)
     test = prepared.test
@@ -244,7 +243,7 @@ def run_experiment(
         spec.days,
         len(slates),
     )
-    shown = traffic.serve(slates, scorer, k=spec.k, per_request=records is not None)
+    shown = traffic.serve(slates, scorer, k=spec.k, per_request=True)
     truth: dict[str, float] = {}
     click_probability = None
     if spec.environment == "synthetic":
@@ -257,27 +256,8 @@ def run_experiment(
     impressions = traffic.draw_outcomes(shown, spec.environment, rng=rng, click_probability=click_probability)
     user_days = traffic.user_day_table(impressions)
     covariate = traffic.pre_period_activity(history)
-    if records is not None:
-        counts = write_records(records, requests_frame, impressions, start=traffic.calendar_start(test))
-        readout = records_readout(
-            records, split=spec.split, alpha=spec.alpha, covariate=covariate, workdir=records.router_log.parent
-        )
-        return ExperimentOutcome(readout, impressions, user_days, records=counts, truth=truth)
-    config = AnalysisConfig(
-        alpha=spec.alpha,
-        expected_split=(1.0 - spec.split, spec.split),
-        sequential_tuning=max(float(requests_frame["user_id"].nunique()), 1.0),
+    counts = write_records(records, requests_frame, impressions, start=traffic.calendar_start(test))
+    readout = records_readout(
+        records, split=spec.split, alpha=spec.alpha, covariate=covariate, workdir=records.router_log.parent
     )
-    readout = analyse(
-        user_days,
-        covariate,
-        config=config,
-        days=spec.days,
-        environment=spec.environment,
-        guardrails=guardrail_table(impressions, environment=spec.environment),
-        truth=truth or None,
-    )
-    return ExperimentOutcome(readout=readout, impressions=impressions, user_days=user_days, truth=truth)
-
-
-# -- the router ---------------------------------------------------------------------------------------------
+    return ExperimentOutcome(readout, impressions, user_days, records=counts, truth=truth)

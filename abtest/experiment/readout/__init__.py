@@ -1,7 +1,6 @@
-"""The experiment readout.
+"""The experiment readout, one path for simulated and real traffic (`simulate` writes the records `analyze` reads).
 
-- Records (`analyze`, and `simulate` once it writes records): :mod:`.experiment` (``analyse_records``: health
-  checks, metrics with Holm, Bayesian P(B better), guardrails, the plan) and :mod:`.page` (HTML, JSON, CSV).
-- In-memory traffic (today's `simulate`): statistics (``analysis``), the decision rule and sentence
-  (``decision``), and the HTML, JSON and CSV files (``report``).
+- :mod:`.experiment`: ``readout_of_records`` reads and reduces the records, then ``analyse_records``: health
+  checks, metrics with Holm, Bayesian P(B better), guardrails, the plan, the decision.
+- :mod:`.page`: the readout's HTML, JSON and CSV files; :mod:`.evidence`: its tags and metric histories.
 """

@@ -1,21 +1,28 @@
-"""The simulate step's logic: traffic, slates, serving, outcomes, truth, readout (stand-in routers, no MLflow)."""
+"""The simulate step's logic: traffic, slates, serving, outcomes, truth, and the readout of the records it writes
+(stand-in routers recorded as a served router is, no MLflow)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from ab_router.decision_log import DecisionLog, RouterIdentity
+from ab_router.sinks import DirectorySink
+from abtest.evaluation.decision import NO_WINNER
 from abtest.experiment import traffic
 from abtest.experiment.click_model import fit_click_model
-from abtest.experiment.readout.analysis import analyse
-from abtest.experiment.readout.report import write_readout
-from abtest.experiment.runner import ExperimentSpec, run_experiment
-from abtest.experiment.stats import AnalysisConfig
+from abtest.experiment.plan import AnalysisPlan
+from abtest.experiment.readout.page import FILES, SECTIONS, write_readout
+from abtest.experiment.router_client import recording_scorer
+from abtest.experiment.runner import ExperimentOutcome, ExperimentSpec, RecordsTarget, run_experiment
 from tests.fixtures.experiment import StandInRouter, item_hash_score, prepared_data
+
+ROUTER_NAME, ROUTER_VERSION = "stand_in_router", "1"
 
 
 def _spec(**overrides) -> ExperimentSpec:
@@ -23,6 +30,27 @@ def _spec(**overrides) -> ExperimentSpec:
         environment="synthetic", days=4, users_per_day=0, k=5, n_unseen=10, seed=0, alpha=0.05, split=0.5
     )
     return ExperimentSpec(**{**values, **overrides})
+
+
+def _experiment(data, router: StandInRouter, spec: ExperimentSpec, directory: Path) -> ExperimentOutcome:
+    """``run_experiment`` through ``router`` recorded as a served router is, read out with a plan that ends on
+    the spec's last day (so the fixed-horizon interval decides)."""
+
+    def answers(pairs, params):  # the router's answer carries the request id it was given
+        return router(pairs, params).assign(request_id=pairs["request_id"].to_numpy())
+
+    router_log = directory / "router-log"
+    decision_log = DecisionLog(DirectorySink(router_log), RouterIdentity(ROUTER_NAME, ROUTER_VERSION, "test"))
+    target = RecordsTarget(
+        directory=directory / "records",
+        router_log=router_log,
+        router_name=ROUTER_NAME,
+        router_version=ROUTER_VERSION,
+        salt=router.assignment.salt,
+        plan=AnalysisPlan(alpha=spec.alpha, planned_days=spec.days).to_json(),
+    )
+    scorer = recording_scorer(answers, decision_log, router.assignment)
+    return run_experiment(data, scorer, spec, records=target, truth_scorer=answers)
 
 
 def test_arrivals_in_test_period_order_each_user_once(small_prepared):
@@ -118,78 +146,57 @@ def test_click_model_learns_the_labels_and_handles_unseen_ids(small_prepared):
     assert unseen[0] == pytest.approx(1 / (1 + np.exp(-model.intercept)))
 
 
-def test_synthetic_experiment_knows_the_truth_and_b_wins_when_b_ranks_by_it():
+def test_synthetic_experiment_knows_the_truth_and_b_wins_when_b_ranks_by_it(tmp_path):
     data = prepared_data(n_users=300, n_items=60, n_ratings=6000, seed=3)
     everything = pd.concat([data.train, data.val, data.test], ignore_index=True)
     truth_model = fit_click_model(everything, data.items)
     router = StandInRouter(item_hash_score, truth_model.probability)
-    outcome = run_experiment(data, router, _spec(k=3, n_unseen=20, days=5))
-    readout = outcome.readout
-    assert readout.truth["ctr_B"] > readout.truth["ctr_A"]
+    outcome = _experiment(data, router, _spec(k=3, n_unseen=20, days=5), tmp_path)
+    readout, truth = outcome.readout, outcome.truth
+    assert truth["B"] > truth["A"]
     assert readout.arms["users"].sum() == data.test["user_id"].nunique()
     assert len(readout.daily) == 5 and readout.daily["users_A"].is_monotonic_increasing
-    assert not readout.srm.flagged
-    assert readout.cuped.absolute.ci_low > 0
-    assert readout.decision.startswith("Ship policy B")
-    # the observed CTR of each arm is close to its true CTR
+    assert not readout.srm.flagged and readout.healthy, readout.health_failures
+    primary = readout.primary
+    assert primary.metric == "ctr" and primary.cuped.absolute.ci_low > 0
+    assert primary.cuped.variance_reduction > 0 and primary.used is primary.cuped
+    assert readout.winner == "B" and readout.decision.startswith("Ship policy B")
+    # the observed CTR of each arm is close to its true CTR (the lift's standard error bounds each arm's)
     by_arm = readout.arms.set_index("arm")
     for arm in ("A", "B"):
-        assert abs(by_arm.loc[arm, "ctr"] - readout.truth[f"ctr_{arm}"]) < 4 * by_arm.loc[arm, "ctr_se"] + 0.02
+        assert abs(by_arm.loc[arm, "ctr"] - truth[arm]) < 4 * primary.lift.absolute.se + 0.02
 
 
-def test_aa_experiment_has_no_true_lift_and_no_decision(small_prepared):
+def test_aa_experiment_has_no_true_lift_and_no_decision(tmp_path, small_prepared):
     router = StandInRouter(item_hash_score, item_hash_score)
-    readout = run_experiment(small_prepared, router, _spec()).readout
-    assert readout.truth["lift_abs"] == 0.0
+    outcome = _experiment(small_prepared, router, _spec(), tmp_path)
+    readout = outcome.readout
+    assert outcome.truth["A"] == outcome.truth["B"]
     assert readout.stop_day is None
-    assert readout.decision.startswith("No significant difference")
-
-
-def test_readout_flags_srm_when_b_loses_users():
-    rng = np.random.default_rng(0)
-    users = np.arange(20_000)
-    policy = np.where(rng.random(users.size) < 0.5, "B", "A")
-    user_days = pd.DataFrame(
-        {
-            "day": 1 + users % 3,
-            "user_id": users,
-            "policy": policy,
-            "requests": 1,
-            "impressions": 10,
-            "clicks": rng.binomial(10, 0.1, users.size),
-        }
-    )
-    config = AnalysisConfig(sequential_tuning=20_000, alpha=0.05)
-    clean = analyse(user_days, pd.Series(dtype=float), config=config, days=3, environment="replay")
-    assert not clean.srm.flagged
-    dropped = user_days[~((user_days["policy"] == "B") & (rng.random(len(user_days)) < 0.05))]
-    broken = analyse(dropped, pd.Series(dtype=float), config=config, days=3, environment="replay")
-    assert broken.srm.flagged and broken.decision.startswith("Do not decide: sample ratio mismatch")
+    assert readout.winner == NO_WINNER and readout.decision.startswith("No significant difference")
 
 
 def test_readout_artifacts_and_headline(tmp_path, small_prepared):
     router = StandInRouter(item_hash_score, lambda u, i: 1 - item_hash_score(u, i))
-    readout = run_experiment(small_prepared, router, _spec(environment="replay")).readout
-    paths = write_readout(readout, tmp_path)
-    assert {p.name for p in paths} == {"readout.html", "readout.json", "daily.csv", "arms.csv", "guardrails.csv"}
-    page = (tmp_path / "readout.html").read_text()
-    for heading in (
-        "Decision",
-        "Lift of B over A",
-        "Sequential monitoring",
-        "Sample ratio mismatch",
-        "Guardrails",
-    ):
-        assert heading in page
-    assert page.count("data:image/png;base64") == 4
-    summary = json.loads((tmp_path / "readout.json").read_text())
-    assert summary["decision"] == readout.decision and summary["environment"] == "replay"
+    outcome = _experiment(small_prepared, router, _spec(environment="replay"), tmp_path)
+    readout = outcome.readout
+    paths = write_readout(readout, tmp_path / "readout")
+    assert [p.name for p in paths] == list(FILES)
+    page = (tmp_path / "readout" / "readout.html").read_text()
+    for section in SECTIONS:
+        assert f'<section id="{section}"' in page
+    assert page.count("data:image/png;base64") == 2
+    summary = json.loads((tmp_path / "readout" / "readout.json").read_text())
+    assert summary["decision"] == readout.decision and summary["winner"] == readout.winner
+    assert outcome.truth == {}  # replay: no ground truth
     headline = readout.headline()
-    assert {"srm_p_value", "users_A", "users_B", "ctr_A", "ctr_B", "cold_share_B"} <= set(headline)
+    assert {"srm_p_value", "users_A", "users_B", "ctr_A", "ctr_B", "guardrail_cold_start_share_difference"} <= set(
+        headline
+    )
     assert headline["users_A"] + headline["users_B"] == small_prepared.test["user_id"].nunique()
     assert all(np.isfinite(v) for v in headline.values())
-    guardrails = readout.guardrails.set_index("arm")
-    assert 0 < guardrails.loc["A", "cold_item_share"] < 1
+    cold = next(g for g in readout.guardrails if g.name == "cold_start_share")
+    assert 0 < cold.control < 1
 
 
 def test_experiment_spec_validates_the_design():

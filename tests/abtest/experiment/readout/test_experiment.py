@@ -1,9 +1,11 @@
-"""The records readout: planted lift, A/A, SRM, users in both arms, guardrails and the plan's override rule."""
+"""The records readout: planted lift, A/A, SRM, users in both arms, guardrails, CUPED's choice and the plan's
+override rule."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,6 +20,7 @@ from abtest.experiment.readout.experiment import (
     inputs_from_data,
     read_records,
     records_config,
+    user_totals,
 )
 from tests.fixtures.experiment_records import RecordsSpec, write_experiment_records
 
@@ -121,6 +124,36 @@ def test_overridden_plan_is_said_in_the_decision(user_days, pre_period):
     assert readout.primary.metric == "clicks_per_user"
     assert "The primary metric was changed after the plan" in readout.decision
     assert json.loads(json.dumps(readout.to_dict(), default=str))["plan_overridden"] is True
+
+
+def test_cuped_that_reduces_variance_decides(user_days):
+    frame = user_days()
+    users = user_totals(frame)
+    pre_period = (users["clicks"] + np.random.default_rng(1).poisson(1, len(users))).astype(float)
+    readout = _readout(frame, pre_period)
+    primary = readout.primary
+    assert primary.cuped.variance_reduction > 0.3 and primary.used is primary.cuped
+    assert primary.method == "CUPED" and "(CUPED)" in readout.decision
+    assert readout.results_table()["method"].iloc[0] == "CUPED"
+
+
+def test_cuped_that_increases_variance_is_not_used(user_days):
+    # B's few users carry a covariate of pure noise: the pooled theta (set by A's) widens B's variance more
+    # than it narrows A's, so the verdict rests on the unadjusted delta method.
+    full = user_days(ctr_a=0.05, ctr_b=0.05, seed=4)
+    frame = full[(full["policy"] == "A") | (full["user_id"] % 10 == 0)].reset_index(drop=True)
+    users = user_totals(frame)
+    noise = np.random.default_rng(1).normal(0, 30, len(users))
+    pre_period = pd.Series(np.where(users["policy"] == "A", users["clicks"], noise), index=users.index)
+    plan, share_b = PLAN, float((users["policy"] == "B").mean())
+    config = records_config(plan, split=share_b, users=len(users), days_observed=frame["day"].nunique())
+    readout = analyse_records(ReadoutInputs(frame, latency_p50_ms=LATENCY), plan, config, pre_period)
+    primary = readout.primary
+    assert readout.healthy and primary.cuped.variance_reduction < 0
+    assert primary.used is primary.lift and primary.method == "delta method"
+    unadjusted = primary.lift.absolute
+    assert f"CI [{unadjusted.ci_low:+.4g}, {unadjusted.ci_high:+.4g}]" in readout.decision
+    assert "(delta method)" in readout.decision
 
 
 # -- through the real records and the ingest reduction ------------------------------------------------------
