@@ -155,10 +155,13 @@ def test_failed_step_is_rerun_not_reused(first_main: str, main_store: Store, pro
     main_store.client.set_terminated(simulate.info.run_id, "FAILED")  # as if it had crashed
     run_main(project_snapshot.path, main_store, params)
     third = latest_main(main_store)
-    assert outcomes(third) == {**dict.fromkeys(ALL_STEPS, "reused"), "simulate": "ran"}
-    rerun = step_runs(main_store, third.info.run_id)["simulate"]
+    # analyze reads simulate's records: a new simulate run is a new upstream, so analyze runs again too.
+    assert outcomes(third) == {**dict.fromkeys(ALL_STEPS, "reused"), "simulate": "ran", "analyze": "ran"}
+    reran = step_runs(main_store, third.info.run_id)
+    rerun = reran["simulate"]
     assert rerun.info.status == "FINISHED"
     assert rerun.info.run_id != simulate.info.run_id
+    assert reran["analyze"].data.params["simulate_run"] == rerun.info.run_id
 
 
 def test_num_leaves_reruns_train_b_and_downstream_only(main_store: Store, project_snapshot, params) -> None:

@@ -84,6 +84,12 @@ HEALTH_COUNTS: tuple[str, ...] = (
 )
 
 
+# Scores are summed as integers of 1e-9: a parallel engine (DuckDB) adds a group's doubles in whatever order its
+# threads meet them, so a plain SUM could differ in the last bit between two reads of the same records. An
+# integer sum is exact in any order on every engine; 1e-9 keeps an arm's sum of a billion scores below 2^63.
+SCORE_SCALE = 1_000_000_000
+
+
 @dataclass(frozen=True)
 class Experiment:
     """Which records make the experiment: the router's identity and a UTC window ``[start, end)``."""
@@ -274,7 +280,9 @@ def reduce_experiment(store: RecordStore, experiment: Experiment) -> ExperimentD
         FROM (SELECT day, user_id, COUNT(*) AS requests FROM exp_requests GROUP BY day, user_id) r
         JOIN exp_users u ON u.user_id = r.user_id
         LEFT JOIN (
-            SELECT day, user_id, COUNT(*) AS impressions, SUM(score) AS score_sum, SUM(cold) AS cold_impressions
+            SELECT day, user_id, COUNT(*) AS impressions,
+                   SUM(CAST(ROUND(score * {SCORE_SCALE}) AS BIGINT)) / {SCORE_SCALE}.0 AS score_sum,
+                   SUM(cold) AS cold_impressions
             FROM exp_impressions GROUP BY day, user_id
         ) i ON i.day = r.day AND i.user_id = r.user_id
         LEFT JOIN (
@@ -382,9 +390,9 @@ def _typed(frame: pd.DataFrame, types: Mapping[str, str]) -> pd.DataFrame:
 
 
 def _arms(run: Any) -> pd.DataFrame:
-    decisions = run("""
+    decisions = run(f"""
         SELECT arm, COUNT(*) AS decisions, AVG(CAST(cold AS DOUBLE PRECISION)) AS cold_share,
-               AVG(score) AS mean_score
+               SUM(CAST(ROUND(score * {SCORE_SCALE}) AS BIGINT)) / {SCORE_SCALE}.0 / COUNT(*) AS mean_score
         FROM exp_decisions GROUP BY arm
     """)
     requests = run("""
