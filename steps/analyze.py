@@ -8,8 +8,7 @@ the experiment's identity (name, version, ``salt`` unless given), its split and 
 ``abtest.analysis_plan``; absent = ``AnalysisPlan()`` defaults, said in the readout); the window ``start`` /
 ``end`` (UTC ISO 8601, "" = all); ``prepare_run`` ("" = the version's), whose training interactions give CUPED's
 pre-period covariate; ``primary_metric`` ("" = the plan's; another one is refused unless ``override_plan=true``);
-``events`` (outcome names beyond ``click``, comma-separated); ``seed`` (range-checked only: the analysis
-draws nothing at random; declared so main's one seed reaches every step).
+``events`` (outcome names beyond ``click``, comma-separated). No seed: the analysis draws nothing at random.
 Outputs (this run): ``readout/readout.html`` (decision, health badges, results table, figures, guardrails, plan,
 per day), ``readout/readout.json``, ``readout/{results,daily,guardrails,health}.csv``; headline metrics
 (``ctr_lift_abs``, ``ctr_prob_b_better``, ``srm_p_value``, ...); per-day metric histories ``daily_<column>`` with
@@ -41,7 +40,7 @@ from abtest.experiment.traffic import pre_period_activity
 from abtest.tracking import tags
 from abtest.tracking.lineage import load_prepared, records_failure, resolve_upstream_run, step_run
 from abtest.tracking.params import log_resolved_params
-from steps.cli import check_seed, configure_logging, parse_params
+from steps.cli import configure_logging, parse_params
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +78,10 @@ def extra_events(params: argparse.Namespace) -> tuple[str, ...]:
 
 
 def check_params(params: argparse.Namespace, pipeline: Mapping[str, argparse.Namespace] | None = None) -> None:
-    """What needs no store: the seed, the metric name, the flags, the window and a records directory's existence.
+    """What needs no store: the metric name, the flags, the window and a records directory's existence.
 
     ``pipeline`` (main's other steps' parameters) is not needed: analyze reads its upstream runs when it runs.
     """
-    check_seed(params.seed)
     if params.primary_metric not in ("", *METRICS):
         raise ValueError(
             f'parameter primary_metric must be "" (the plan\'s) or one of {list(METRICS)}, got '
