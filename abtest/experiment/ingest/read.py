@@ -224,7 +224,7 @@ def _convert_sql(f: Field, record_type: RecordType, events: tuple[str, ...]) -> 
     else:
         value = f"CAST({raw} AS {_DUCKDB_TYPES[f.kind]})"
     if record_type.table == OUTCOMES.table and f.name == "event":
-        listed = ", ".join(_quote(name) for name in events)
+        listed = ", ".join(sql_literal(name) for name in events)
         value = f"CASE WHEN {value} IN ({listed}) THEN {value} ELSE error('{RULE_EVENT}') END"
     # A double may be null: the sinks write NaN as null.
     absent = "NULL" if not f.required or f.kind == "double" else f"error('{RULE_MISSING}: {f.name}')"
@@ -248,18 +248,18 @@ def _load_table(
     select = ", ".join(f'{_convert_sql(f, record_type, events)} AS "{f.name}"' for f in record_type.fields)
 
     def insert(readable: Path, cached: Path | None = None) -> None:
-        source = f"read_json({_quote(str(readable))}, columns={raw_columns}, format='newline_delimited')"
+        source = f"read_json({sql_literal(str(readable))}, columns={raw_columns}, format='newline_delimited')"
         if cached is None:
             con.execute(f"INSERT INTO {record_type.sql_table} SELECT {select} FROM {source}")
             return
         partial = cached.with_suffix(".partial")
         try:
-            con.execute(f"COPY (SELECT {select} FROM {source}) TO {_quote(str(partial))} (FORMAT parquet)")
+            con.execute(f"COPY (SELECT {select} FROM {source}) TO {sql_literal(str(partial))} (FORMAT parquet)")
         except duckdb.Error:
             partial.unlink(missing_ok=True)
             raise
         partial.replace(cached)  # only a completely validated file becomes a cache entry
-        con.execute(f"INSERT INTO {record_type.sql_table} SELECT * FROM read_parquet({_quote(str(cached))})")
+        con.execute(f"INSERT INTO {record_type.sql_table} SELECT * FROM read_parquet({sql_literal(cached)})")
 
     torn: list[TornTail] = []
     for path in paths:
@@ -270,7 +270,7 @@ def _load_table(
             continue
         cached = _cache_entry(cache_dir, path, record_type, events) if cache_dir and tail is None else None
         if cached is not None and cached.exists():
-            con.execute(f"INSERT INTO {record_type.sql_table} SELECT * FROM read_parquet({_quote(str(cached))})")
+            con.execute(f"INSERT INTO {record_type.sql_table} SELECT * FROM read_parquet({sql_literal(cached)})")
             continue
         try:
             insert(readable, cached)  # one statement: all of the file's rows or none
@@ -429,8 +429,9 @@ def _has_kind(value: object, kind: str) -> bool:
     return True
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+def sql_literal(value: object) -> str:
+    """``value`` as a single-quoted SQL string literal (quotes doubled), the same on DuckDB, SQLite, PostgreSQL."""
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 # ---------------------------------------------------------------------------------------------- database
@@ -528,7 +529,7 @@ def _check_rows(store: RecordStore, record_type: RecordType, events: tuple[str, 
                 not_time = f"{column} IS NOT NULL AND julianday({column}) IS NULL"
                 checks.append((not_time, RULE_TYPE, f"field {f.name!r} is not a time"))
     if record_type.table == OUTCOMES.table:
-        listed = ", ".join(_quote(name) for name in events)
+        listed = ", ".join(sql_literal(name) for name in events)
         checks.append(('"event" NOT IN (' + listed + ")", RULE_EVENT, f"event is not one of {list(events)}"))
     for condition, rule, detail in checks:
         rows = store.query(f"SELECT {key}, * FROM {table} WHERE {condition} LIMIT 1")

@@ -43,7 +43,7 @@ import pandas as pd
 
 from ab_router.arms import EXPERIMENT_ARMS
 from ab_router.records import CLICK
-from abtest.experiment.ingest.read import RecordStore, TornTail, open_records
+from abtest.experiment.ingest.read import RecordStore, TornTail, open_records, sql_literal
 
 log = logging.getLogger(__name__)
 
@@ -191,10 +191,6 @@ class _Dialect:
         return f"date_diff('day', DATE '{self.first_date}', CAST({column} AS DATE))"  # the session is in UTC
 
 
-def _quote(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def reduce_experiment(store: RecordStore, experiment: Experiment) -> ExperimentData:
     """Reduce the store's records for ``experiment`` (see the module docstring for every rule)."""
     sql = _Dialect(store.dialect, experiment.first_date)
@@ -244,7 +240,7 @@ def reduce_experiment(store: RecordStore, experiment: Experiment) -> ExperimentD
         FROM exp_impressions_events i
         JOIN exp_decisions d ON d.request_id = i.request_id AND d.user_id = i.user_id AND d.item_id = i.item_id
     """)
-    events = ", ".join(_quote(name) for name in dict.fromkeys((CLICK, experiment.primary_event)))
+    events = ", ".join(sql_literal(name) for name in dict.fromkeys((CLICK, experiment.primary_event)))
     run(f"""
         CREATE TEMPORARY TABLE exp_outcomes AS
         SELECT o.event_id, o.event, o.value, d.user_id, d.day
@@ -271,7 +267,7 @@ def reduce_experiment(store: RecordStore, experiment: Experiment) -> ExperimentD
         ) f ON f.user_id = a.user_id AND f.first_time = a.first_time
         GROUP BY a.user_id, f.arms, f.first_day
     """)
-    primary = _quote(experiment.primary_event)
+    primary = sql_literal(experiment.primary_event)
     user_days = run(f"""
         SELECT r.day, r.user_id, u.policy, r.requests,
                COALESCE(i.impressions, 0) AS impressions, COALESCE(c.clicks, 0) AS clicks,
@@ -367,17 +363,39 @@ def _describe(experiment: Experiment) -> str:
     return ", ".join(p for p in parts if not p.endswith("=None")) + f", [{experiment.start}, {experiment.end})"
 
 
-def _identity_condition(experiment: Experiment, alias: str = "d") -> str:
+def _identity_condition(
+    experiment: Experiment | None = None,
+    alias: str = "d",
+    *,
+    router_name: str | None = None,
+    router_version: str | None = None,
+    salt: str | None = None,
+) -> str:
+    """The decisions of one router identity: ``experiment``'s, or the given fields (None = any)."""
+    if experiment is not None:
+        router_name, router_version, salt = experiment.router_name, experiment.router_version, experiment.salt
     conditions = [
-        f"{alias}.{column} = {_quote(value)}"
-        for column, value in (
-            ("router_name", experiment.router_name),
-            ("router_version", experiment.router_version),
-            ("salt", experiment.salt),
-        )
+        f"{alias}.{column} = {sql_literal(value)}"
+        for column, value in (("router_name", router_name), ("router_version", router_version), ("salt", salt))
         if value is not None
     ]
     return "(" + " AND ".join(conditions) + ")"
+
+
+def decision_span(
+    store: RecordStore, *, router_name: str, router_version: str, salt: str | None
+) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """The first and last decision time (UTC) of a router version in ``store``; None when it has none.
+
+    What an open experiment window is derived from before the experiment is reduced.
+    """
+    identity = _identity_condition(router_name=router_name, router_version=router_version, salt=salt)
+    bounds = store.query(
+        f"SELECT MIN(d.event_time) AS first_time, MAX(d.event_time) AS last_time FROM abtest_decisions d "
+        f"WHERE {identity}"
+    )
+    first, last = (pd.to_datetime(bounds[c], utc=True).iloc[0] for c in ("first_time", "last_time"))
+    return None if pd.isna(first) else (first, last)
 
 
 def _typed(frame: pd.DataFrame, types: Mapping[str, str]) -> pd.DataFrame:
@@ -472,7 +490,7 @@ def _health(store: RecordStore, experiment: Experiment, identity: str, window: A
         WHERE (NOT {window("o")} AND o.request_id IN ({ours})) OR o.request_id IN ({outside_requests})
     """)
     router = (
-        f"d.router_name = {_quote(experiment.router_name)}"
+        f"d.router_name = {sql_literal(experiment.router_name)}"
         if experiment.router_name is not None
         else f"d.router_name IN (SELECT d.router_name FROM abtest_decisions d WHERE {identity})"
     )

@@ -438,10 +438,6 @@ def new_users_by_day(user_days: pd.DataFrame) -> pd.DataFrame:
     return first.groupby(["day", "arm"]).size().rename("users").reset_index()
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def read_records(
     location: str,
     *,
@@ -459,34 +455,26 @@ def read_records(
     # Imported here: the ingest package pulls in DuckDB and SQLAlchemy, which check_params (run by main for
     # every step) does not need.
     from abtest.experiment.ingest.read import open_records
-    from abtest.experiment.ingest.reduce import Experiment, reduce_experiment
+    from abtest.experiment.ingest.reduce import Experiment, decision_span, reduce_experiment
 
     with open_records(location, events=(*events, CLICK), workdir=workdir) as store:
         if start is None or end is None:
-            identity = f"router_name = {_quote(router_name)} AND router_version = {_quote(router_version)}"
-            if salt:
-                identity += f" AND salt = {_quote(salt)}"
-            bounds = store.query(
-                f"SELECT MIN(event_time) AS first_time, MAX(event_time) AS last_time FROM abtest_decisions "
-                f"WHERE {identity}"
-            )
-            first, last = (pd.to_datetime(bounds[c], utc=True).iloc[0] for c in ("first_time", "last_time"))
-            if pd.isna(first):
+            span = decision_span(store, router_name=router_name, router_version=router_version, salt=salt or None)
+            if span is None:
                 raise LookupError(
                     f"{location} holds no decisions of router {router_name} version {router_version}"
                     + (f" with salt {salt!r}" if salt else "")
                     + "; pass the router version the records are from (router_run / router_uri)"
                 )
+            first, last = span
             start = start or first.floor("D").to_pydatetime()
             end = end or (last.floor("D") + pd.Timedelta(days=1)).to_pydatetime()
             log.info("window [%s, %s) from the records (start / end not given)", start, end)
         experiment = Experiment(
             start=start, end=end, router_version=router_version, salt=salt or None, router_name=router_name
         )
-        data = reduce_experiment(store, experiment)
-    for tail in data.torn_tails:
-        log.warning("torn tail skipped: %s line %d (%d bytes)", tail.path, tail.line, tail.size_bytes)
-    return data
+        # Torn tails were reported (logged) by open_records as it read them; they are in data.torn_tails too.
+        return reduce_experiment(store, experiment)
 
 
 def inputs_from_data(data: ExperimentData) -> ReadoutInputs:
