@@ -18,6 +18,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.features",
     "tests.fixtures.models",
     "tests.fixtures.router",
+    "tests.fixtures.spark",
 ]
 
 

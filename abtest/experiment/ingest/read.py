@@ -32,7 +32,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -99,14 +99,18 @@ class RecordStore:
     """Validated records on one connection, tables named ``abtest_<table>``; close it (or use ``with``)."""
 
     location: str
-    dialect: str  # duckdb | sqlite | postgresql
-    connection: Any  # a DuckDB connection, or an open SQLAlchemy Connection
+    dialect: str  # duckdb | sqlite | postgresql | spark
+    connection: Any  # a DuckDB connection, an open SQLAlchemy Connection, or a SparkSession
     files: Mapping[str, tuple[Path, ...]] = field(default_factory=dict)  # directory only, per table
     torn_tails: tuple[TornTail, ...] = ()
     _cleanup: Any = None
+    # Another engine's statement runner (Spark: abtest.experiment.ingest.spark), used instead of the connection's.
+    runner: Callable[[str], pd.DataFrame] | None = None
 
     def query(self, sql: str) -> pd.DataFrame:
         """Run one statement and return its rows (empty frame for statements without rows)."""
+        if self.runner is not None:
+            return self.runner(sql)
         if self.dialect == "duckdb":
             result = self.connection.execute(sql)
             if result.description is None:
@@ -122,7 +126,8 @@ class RecordStore:
     def close(self) -> None:
         """Close the connection and delete any temporary files."""
         if self.connection is not None:
-            self.connection.close()
+            if self.runner is None:  # a runner's engine (a SparkSession) belongs to its caller
+                self.connection.close()
             self.connection = None
         if self._cleanup is not None:
             self._cleanup()
