@@ -1,4 +1,4 @@
-"""Open the experiment's records and validate them: a directory of JSON Lines (DuckDB) or a SQL database.
+"""Open the experiment's records and validate them: a directory (JSON Lines, Parquet; DuckDB) or a SQL database.
 
 :func:`open_records` returns a :class:`RecordStore`: a connection on which the three tables of
 :mod:`ab_router.records` are named ``abtest_<table>`` (the SQL sink's names), validated, so the reduction
@@ -21,6 +21,12 @@ A torn tail: a file's last line without its newline (a writer killed mid-write),
 valid JSON. It is reported (:class:`TornTail`, logged as a warning) and skipped, never mixed in; any other bad
 line stops the read with a :class:`RecordError`.
 
+Parquet files (``<dir>/<table>/**/*.parquet``, the rules of :mod:`.layout`) are typed, so each file's schema is
+checked (:func:`.layout.schema_problem`) and its values by one query (required values not null, events declared),
+each failure a :class:`RecordError` naming the file and the first bad row's key. They are not copied: the table is
+a view over ``read_parquet`` with every column cast to its DuckDB type (an optional column a file lacks read as
+null), so the reduction scans the Parquet itself; a table with JSON Lines too is the ``UNION ALL`` of both.
+
 A SQL database (SQLAlchemy URL): the same rules by query, on the tables in place: declared column types must
 match the records' kinds, SQLite's per-value types (``typeof``) too, required columns not null, events declared.
 """
@@ -42,10 +48,11 @@ import duckdb
 import pandas as pd
 
 from ab_router.records import OUTCOME_EVENTS, OUTCOMES, RECORD_TYPES, Field, RecordType
+from abtest.experiment.ingest import layout
 
 log = logging.getLogger(__name__)
 
-JSONL_SUFFIX = ".jsonl"
+JSONL_SUFFIX = layout.JSONL_SUFFIX
 # DuckDB's memory cap while loading and reducing; the rest spills to its temporary directory.
 DUCKDB_MEMORY_LIMIT = "1GB"
 _CACHE_FORMAT = 1  # bump when the validation or the stored columns change: old cache entries are then ignored
@@ -101,7 +108,7 @@ class RecordStore:
     location: str
     dialect: str  # duckdb | sqlite | postgresql | spark
     connection: Any  # a DuckDB connection, an open SQLAlchemy Connection, or a SparkSession
-    files: Mapping[str, tuple[Path, ...]] = field(default_factory=dict)  # directory only, per table
+    files: Mapping[str, tuple[Path, ...]] = field(default_factory=dict)  # directory only: JSON Lines, then Parquet
     torn_tails: tuple[TornTail, ...] = ()
     _cleanup: Any = None
     # Another engine's statement runner (Spark: abtest.experiment.ingest.spark), used instead of the connection's.
@@ -192,24 +199,33 @@ def _open_directory(
         con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
         con.execute(f"SET temp_directory = '{scratch / 'spill'}'")
         con.execute("SET preserve_insertion_order = false")
-        files, torn = {}, []
+        files, torn, counts = {}, [], []
         for table, record_type in RECORD_TYPES.items():
-            paths = tuple(sorted((directory / table).glob(f"*{JSONL_SUFFIX}")))
-            files[table] = paths
-            torn += _load_table(con, record_type, paths, events, scratch, cache_dir)
+            found = layout.table_files(directory, record_type)
+            files[table] = (*found.jsonl, *found.parquet)
+            counts.append(f"{table}: {len(found.jsonl)} jsonl + {len(found.parquet)} parquet files")
+            if not found.parquet:
+                torn += _load_table(con, record_type, found.jsonl, events, scratch, cache_dir)
+                continue
+            parquet = _parquet_select(con, record_type, found.parquet, events)
+            if found.jsonl:
+                jsonl_table = f"{record_type.sql_table}_jsonl"
+                torn += _load_table(con, record_type, found.jsonl, events, scratch, cache_dir, jsonl_table)
+                parquet = f"SELECT * FROM {jsonl_table} UNION ALL {parquet}"
+            con.execute(f"CREATE VIEW {record_type.sql_table} AS {parquet}")
         store.files, store.torn_tails = files, tuple(torn)
         for tail in torn:
             log.warning("torn tail skipped: %s", tail)
-        log.info("records in %s: %s", directory, ", ".join(f"{t}: {len(p)} files" for t, p in files.items()))
+        log.info("records in %s: %s", directory, ", ".join(counts))
         return store
     except BaseException:
         store.close()
         raise
 
 
-def _create_sql(record_type: RecordType) -> str:
+def _create_sql(record_type: RecordType, table: str) -> str:
     columns = ", ".join(f'"{f.name}" {_DUCKDB_TYPES[f.kind]}' for f in record_type.fields)
-    return f"CREATE TABLE {record_type.sql_table} ({columns})"
+    return f"CREATE TABLE {table} ({columns})"
 
 
 def _convert_sql(f: Field, record_type: RecordType, events: tuple[str, ...]) -> str:
@@ -246,16 +262,19 @@ def _load_table(
     events: tuple[str, ...],
     scratch: Path,
     cache_dir: Path | None = None,
+    table: str | None = None,
 ) -> list[TornTail]:
-    """Load every file of one table, strictly typed; torn tails skipped; the first bad line raised."""
-    con.execute(_create_sql(record_type))
+    """Load every JSON Lines file of one table (into ``table``, default its SQL name), strictly typed; torn tails
+    skipped; the first bad line raised."""
+    table = table or record_type.sql_table
+    con.execute(_create_sql(record_type, table))
     raw_columns = {f.name: "JSON" for f in record_type.fields}
     select = ", ".join(f'{_convert_sql(f, record_type, events)} AS "{f.name}"' for f in record_type.fields)
 
     def insert(readable: Path, cached: Path | None = None) -> None:
         source = f"read_json({sql_literal(str(readable))}, columns={raw_columns}, format='newline_delimited')"
         if cached is None:
-            con.execute(f"INSERT INTO {record_type.sql_table} SELECT {select} FROM {source}")
+            con.execute(f"INSERT INTO {table} SELECT {select} FROM {source}")
             return
         partial = cached.with_suffix(".partial")
         try:
@@ -264,7 +283,7 @@ def _load_table(
             partial.unlink(missing_ok=True)
             raise
         partial.replace(cached)  # only a completely validated file becomes a cache entry
-        con.execute(f"INSERT INTO {record_type.sql_table} SELECT * FROM read_parquet({sql_literal(cached)})")
+        con.execute(f"INSERT INTO {table} SELECT * FROM read_parquet({sql_literal(cached)})")
 
     torn: list[TornTail] = []
     for path in paths:
@@ -275,7 +294,7 @@ def _load_table(
             continue
         cached = _cache_entry(cache_dir, path, record_type, events) if cache_dir and tail is None else None
         if cached is not None and cached.exists():
-            con.execute(f"INSERT INTO {record_type.sql_table} SELECT * FROM read_parquet({sql_literal(cached)})")
+            con.execute(f"INSERT INTO {table} SELECT * FROM read_parquet({sql_literal(cached)})")
             continue
         try:
             insert(readable, cached)  # one statement: all of the file's rows or none
@@ -293,6 +312,72 @@ def _load_table(
                 continue
             _raise_located(path, bad, f"DuckDB could not read it: {error}")
     return torn
+
+
+def _parquet_select(
+    con: duckdb.DuckDBPyConnection, record_type: RecordType, paths: Sequence[Path], events: tuple[str, ...]
+) -> str:
+    """The SELECT that reads one table's Parquet files cast to its DuckDB types, once every file passed its checks.
+
+    Each file's schema is checked by :func:`.layout.schema_problem`, then its values by one query; the first
+    failure is a :class:`RecordError` naming the file. Column names are matched by name across files
+    (``union_by_name``), so an optional column some files lack is null there; one that no file has is a typed null.
+    Partition folders (``day=3/``) add no column: only the file's own columns are records.
+    """
+    present: set[str] = set()
+    for path in paths:
+        present |= _check_parquet_file(con, record_type, path, events)
+    listed = "[" + ", ".join(sql_literal(path.resolve()) for path in paths) + "]"
+    columns = ", ".join(
+        f"CAST({_quoted(f.name) if f.name in present else 'NULL'} AS {_DUCKDB_TYPES[f.kind]}) AS {_quoted(f.name)}"
+        for f in record_type.fields
+    )
+    return f"SELECT {columns} FROM read_parquet({listed}, union_by_name = true, hive_partitioning = false)"
+
+
+def _check_parquet_file(
+    con: duckdb.DuckDBPyConnection, record_type: RecordType, path: Path, events: tuple[str, ...]
+) -> set[str]:
+    """The record columns ``path`` holds, once its schema and values keep :mod:`.layout`'s rules (else raised)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as error:
+        raise RecordError(str(path), "unreadable", f"not a Parquet file: {error}") from error
+    problem = layout.schema_problem(schema, record_type)
+    if problem is not None:
+        raise RecordError(str(path), *problem)
+    present = {f.name for f in record_type.fields if f.name in schema.names}
+    checks: list[tuple[str, str, str]] = [
+        (f"{_quoted(f.name)} IS NULL", RULE_MISSING, f"{record_type.table} column {f.name!r} ({f.kind}) is null")
+        for f in record_type.fields
+        if f.required and f.kind != "double"
+    ]
+    if record_type.table == OUTCOMES.table:
+        listed = ", ".join(sql_literal(name) for name in events)
+        detail = f"event is not one of {list(events)} (declare it to accept it)"
+        checks.append((f'"event" NOT IN ({listed})', RULE_EVENT, detail))
+    # One scan of the file for every rule; which rule the row found breaks is then read off the row.
+    wanted = [name for name in record_type.columns if name in present]
+    flags = ", ".join(f"({condition}) AS _broken_{i}" for i, (condition, _, _) in enumerate(checks))
+    any_broken = " OR ".join(f"({condition})" for condition, _, _ in checks)
+    found = con.execute(
+        f"SELECT {', '.join(map(_quoted, wanted))}, {flags} "
+        f"FROM read_parquet({sql_literal(path.resolve())}, hive_partitioning = false) WHERE {any_broken} LIMIT 1"
+    ).fetchone()
+    if found is not None:
+        row = dict(zip(wanted, found, strict=False))
+        broken = found[len(wanted) :]
+        rule, detail = next((rule, detail) for (_, rule, detail), flag in zip(checks, broken, strict=True) if flag)
+        key = ", ".join(f"{name}={row.get(name)!r}" for name in record_type.key)
+        raise RecordError(f"{path}, row with {key}", rule, f"{detail}: {row}")
+    return present
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _cache_entry(cache_dir: Path, path: Path, record_type: RecordType, events: tuple[str, ...]) -> Path:
