@@ -1,4 +1,5 @@
-"""Experiment records with known truth for benchmarks and tests: decisions, impressions, outcomes as JSON Lines.
+"""Experiment records with known truth for benchmarks and tests: decisions, impressions, outcomes as JSON Lines
+or Parquet.
 
 :func:`write_experiment_records` writes a directory in the layout of :mod:`ab_router.records`
 (``<dir>/<table>/<writer>.jsonl``) for ``n_users`` users over ``days`` UTC days: every request is scored by the
@@ -11,6 +12,13 @@ Vectorised: numpy draws the numbers, DuckDB formats and writes the JSON (``COPY 
 million decision rows take about half a minute. The same spec and seed write the same records. Tests import it
 through ``tests.fixtures.experiment_records`` (which adds :func:`copy_records_to_database`).
 
+``RecordsSpec(file_format="parquet")`` writes the same rows as Parquet in the canonical schema of
+:mod:`abtest.experiment.ingest.layout` (``<dir>/<table>/generator-<w>.parquet``, times as UTC instants). All users
+are drawn at once as for JSON Lines (the same records) unless that would hold more than :data:`CHUNK_DECISIONS`
+decision rows: then users are drawn :data:`CHUNK_DECISIONS` rows' worth at a time (each chunk its own random
+stream, defects planted in the last one), so a hundred million rows need no more memory than a few million.
+Malformed lines and torn tails are JSON Lines defects: a Parquet spec refuses them.
+
 Defects, each off by default: an A/A test (``aa``), B's users partly lost (``drop_b_users``: all records of that
 share of B's users vanish, so the sample ratio is off), users seen in both arms, duplicated records, requests
 never shown, impressions without a decision, outcomes without an impression, requests outside the window, rows
@@ -21,7 +29,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,6 +45,21 @@ MICROS_PER_DAY = 86_400_000_000
 # The malformed lines a spec can plant, by the reader's rule they break.
 MALFORMED_RULES: tuple[str, ...] = ("wrong_type", "missing_field", "unknown_event", "bad_json")
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"  # records.py: ISO 8601 with an explicit offset
+FILE_FORMATS: tuple[str, ...] = ("jsonl", "parquet")
+# Parquet output draws users in chunks of about this many decision rows (JSON Lines draws everyone at once).
+CHUNK_DECISIONS = 2_000_000
+# The spec's defects counted in records, planted once (in the last chunk when drawn in chunks).
+_COUNTED_DEFECTS: tuple[str, ...] = (
+    "both_arms_users",
+    "duplicate_decisions",
+    "duplicate_impressions",
+    "duplicate_outcomes",
+    "unshown_requests",
+    "orphan_impressions",
+    "orphan_outcomes",
+    "outside_window_requests",
+    "other_version_requests",
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,7 @@ class RecordsSpec:
     other_version: str = "2"
     torn_tail: bool = False
     malformed: tuple[tuple[str, str], ...] = ()  # (table, rule in MALFORMED_RULES)
+    file_format: str = "jsonl"  # one of FILE_FORMATS
 
     @property
     def end(self) -> datetime:
@@ -114,12 +138,27 @@ class ExperimentRecords:
         return truth[TREATMENT] / truth[CONTROL] - 1.0
 
     def files(self, table: str) -> list[Path]:
-        """The table's files, sorted."""
-        return sorted((self.directory / table).glob("*.jsonl"))
+        """The table's files (of the spec's format), sorted."""
+        return sorted((self.directory / table).glob(f"*.{self.spec.file_format}"))
 
 
-def write_experiment_records(directory: Path, spec: RecordsSpec = RecordsSpec()) -> ExperimentRecords:
-    """Write ``spec``'s records under ``directory`` (created; must hold no records yet) and describe them."""
+@dataclass(frozen=True)
+class _Offsets:
+    """Where a chunk's numbering starts: users, requests, impressions and outcomes drawn by earlier chunks."""
+
+    users: int = 0
+    requests: int = 0
+    impressions: int = 0
+    outcomes: int = 0
+
+
+def write_experiment_records(
+    directory: Path, spec: RecordsSpec = RecordsSpec(), *, chunk_decisions: int = CHUNK_DECISIONS
+) -> ExperimentRecords:
+    """Write ``spec``'s records under ``directory`` (created; must hold no records yet) and describe them.
+
+    ``chunk_decisions``: Parquet only, about how many decision rows are drawn at a time (see the module).
+    """
     for table, rule in spec.malformed:
         if table not in records.RECORD_TYPES or rule not in MALFORMED_RULES:
             raise ValueError(
@@ -128,12 +167,19 @@ def write_experiment_records(directory: Path, spec: RecordsSpec = RecordsSpec())
             )
         if rule == "unknown_event" and table != records.OUTCOMES.table:
             raise ValueError(f"rule 'unknown_event' applies to outcomes only, got table {table!r}")
+    if spec.file_format not in FILE_FORMATS:
+        raise ValueError(f"file_format must be one of {list(FILE_FORMATS)}, got {spec.file_format!r}")
+    if spec.file_format == "parquet" and (spec.malformed or spec.torn_tail):
+        raise ValueError("malformed lines and torn tails are JSON Lines defects: a Parquet spec cannot plant them")
     directory = Path(directory)
     for table in records.RECORD_TYPES:
-        existing = list((directory / table).glob("*.jsonl"))
+        existing = [*(directory / table).glob("*.jsonl"), *(directory / table).glob("*.parquet")]
         if existing:
             raise FileExistsError(f"{directory / table} already holds records ({existing[0].name}); use a new dir")
         (directory / table).mkdir(parents=True, exist_ok=True)
+    if spec.file_format == "parquet":
+        rows, planted = _write_parquet(directory, spec, chunk_decisions)
+        return ExperimentRecords(directory, spec, rows, planted)
     rng = np.random.default_rng(spec.seed)
     frames, planted = _draw(spec, rng)
     con = duckdb.connect()
@@ -151,10 +197,15 @@ def write_experiment_records(directory: Path, spec: RecordsSpec = RecordsSpec())
     return ExperimentRecords(directory, spec, rows, planted, bad, torn)
 
 
-def _draw(spec: RecordsSpec, rng: np.random.Generator) -> tuple[dict[str, pa.Table], dict[str, tuple]]:
-    """Numbers of all three tables as Arrow columns (strings and times are formatted by DuckDB on write)."""
+def _draw(
+    spec: RecordsSpec, rng: np.random.Generator, offsets: _Offsets = _Offsets()
+) -> tuple[dict[str, pa.Table], dict[str, tuple]]:
+    """Numbers of all three tables as Arrow columns (strings and times are formatted by DuckDB on write).
+
+    ``offsets`` number a chunk's users, requests and events after those of the chunks before it.
+    """
     planted: dict[str, tuple] = {}
-    user_ids = np.arange(1, spec.n_users + 1, dtype=np.int64)
+    user_ids = offsets.users + np.arange(1, spec.n_users + 1, dtype=np.int64)
     assigned = assign_arms(user_ids, AssignmentConfig(split=spec.split, salt=spec.salt, assignment="hash"))
     is_b = assigned.policy == TREATMENT
     propensity = rng.gamma(4.0, 0.25, spec.n_users)  # mean 1: users differ in how much they click
@@ -192,7 +243,7 @@ def _draw(spec: RecordsSpec, rng: np.random.Generator) -> tuple[dict[str, pa.Tab
     def pick_requests(count: int, name: str) -> np.ndarray:
         chosen = pick(count, np.flatnonzero(~taken), name)
         taken[chosen] = True
-        planted[name] = tuple(f"req-{index}" for index in chosen)
+        planted[name] = tuple(f"req-{offsets.requests + index}" for index in chosen)
         return chosen
 
     if spec.both_arms_users:
@@ -223,7 +274,7 @@ def _draw(spec: RecordsSpec, rng: np.random.Generator) -> tuple[dict[str, pa.Tab
     score = np.clip(true_ctr * rng.lognormal(0.0, 0.3, n_rows), 1e-4, 0.999)
     decisions = pa.table(
         {
-            "request": d_request,
+            "request": offsets.requests + d_request,
             "event_us": req_time[d_request] + d_row * 10,
             "row": d_row,
             "other_version": req_other_version[d_request],
@@ -248,7 +299,7 @@ def _draw(spec: RecordsSpec, rng: np.random.Generator) -> tuple[dict[str, pa.Tab
     i_request = d_request[i_rows]
     i_time = req_time[i_request] + 50_000 + d_row[i_rows] * 1_000
     impressions = {
-        "request": i_request,
+        "request": offsets.requests + i_request,
         "event_us": i_time,
         "user_id": user_ids[d_user[i_rows]],
         "item_id": decisions["item_id"].to_numpy()[i_rows],
@@ -256,7 +307,8 @@ def _draw(spec: RecordsSpec, rng: np.random.Generator) -> tuple[dict[str, pa.Tab
     }
     if spec.orphan_impressions:
         count = spec.orphan_impressions
-        orphan_request = n_requests + np.arange(count, dtype=np.int64)  # no decision has these request ids
+        # no decision has these request ids (the last chunk's: no later chunk numbers requests beyond them)
+        orphan_request = offsets.requests + n_requests + np.arange(count, dtype=np.int64)
         planted["orphan_impressions"] = tuple(f"req-{index}" for index in orphan_request)
         impressions = {
             "request": np.concatenate([impressions["request"], orphan_request]),
@@ -267,12 +319,13 @@ def _draw(spec: RecordsSpec, rng: np.random.Generator) -> tuple[dict[str, pa.Tab
             "item_id": np.concatenate([impressions["item_id"], rng.integers(1, spec.n_items + 1, count)]),
             "position": np.concatenate([impressions["position"], np.zeros(count, dtype=np.int64)]),
         }
-    impression_table = pa.table({"seq": np.arange(impressions["request"].size, dtype=np.int64), **impressions})
+    impression_seq = offsets.impressions + np.arange(impressions["request"].size, dtype=np.int64)
+    impression_table = pa.table({"seq": impression_seq, **impressions})
 
     # outcomes: one click per clicked impression, 1-60 s after it
     c_rows = i_rows[clicked]
     outcomes = {
-        "request": d_request[c_rows],
+        "request": offsets.requests + d_request[c_rows],
         "event_us": i_time[clicked] + rng.integers(1_000_000, 60_000_000, c_rows.size),
         "user_id": user_ids[d_user[c_rows]],
         "item_id": decisions["item_id"].to_numpy()[c_rows],
@@ -282,13 +335,15 @@ def _draw(spec: RecordsSpec, rng: np.random.Generator) -> tuple[dict[str, pa.Tab
         unshown_rows = np.flatnonzero((d_row >= spec.slate) & req_shown[d_request] & ~taken[d_request])
         rows = pick(spec.orphan_outcomes, unshown_rows, "orphan_outcomes")
         outcomes = {
-            "request": np.concatenate([outcomes["request"], d_request[rows]]),
+            "request": np.concatenate([outcomes["request"], offsets.requests + d_request[rows]]),
             "event_us": np.concatenate([outcomes["event_us"], req_time[d_request[rows]] + 5_000_000]),
             "user_id": np.concatenate([outcomes["user_id"], user_ids[d_user[rows]]]),
             "item_id": np.concatenate([outcomes["item_id"], decisions["item_id"].to_numpy()[rows]]),
         }
-        planted["orphan_outcomes"] = tuple(f"out-{index}" for index in range(c_rows.size, c_rows.size + rows.size))
-    outcome_table = pa.table({"seq": np.arange(outcomes["request"].size, dtype=np.int64), **outcomes})
+        first = offsets.outcomes + c_rows.size
+        planted["orphan_outcomes"] = tuple(f"out-{index}" for index in range(first, first + rows.size))
+    outcome_seq = offsets.outcomes + np.arange(outcomes["request"].size, dtype=np.int64)
+    outcome_table = pa.table({"seq": outcome_seq, **outcomes})
 
     frames = {
         records.DECISIONS.table: _with_duplicates(decisions, spec.duplicate_decisions, rng),
@@ -324,10 +379,17 @@ def _with_duplicates(table: pa.Table, count: int, rng: np.random.Generator) -> p
     return pa.concat_tables([table, table.take(np.sort(rng.choice(table.num_rows, count, replace=False)))])
 
 
-def _column_sql(table: str, spec: RecordsSpec) -> Mapping[str, str]:
-    """The SQL that formats each record column from the drawn numbers, in records.py's storage order."""
+def _column_sql(table: str, spec: RecordsSpec, *, typed_time: bool = False) -> Mapping[str, str]:
+    """The SQL that formats each record column from the drawn numbers, in records.py's storage order.
+
+    Times are ISO 8601 text (JSON Lines), or with ``typed_time`` instants (TIMESTAMPTZ, for Parquet).
+    """
     quote = "'{}'".format
-    time = f"strftime(make_timestamp(event_us), '{ISO_FORMAT}')"
+    time = (
+        "CAST(make_timestamp(event_us) AS TIMESTAMPTZ)"
+        if typed_time
+        else (f"strftime(make_timestamp(event_us), '{ISO_FORMAT}')")
+    )
     if table == records.DECISIONS.table:
         columns = {
             records.EVENT_TIME: time,
@@ -390,6 +452,61 @@ def _write_table(
             f"TO '{path}' (FORMAT json)"
         )
     con.unregister("drawn")
+
+
+def _write_parquet(
+    directory: Path, spec: RecordsSpec, chunk_decisions: int
+) -> tuple[dict[str, int], dict[str, tuple]]:
+    """Draw ``spec`` chunk by chunk and append each chunk's rows to one Parquet file per table and writer."""
+    from abtest.experiment.ingest.compact import canonical_batch, canonical_writer
+
+    per_user = spec.days * spec.active_share * max(spec.requests_per_active_day, 1.0) * spec.candidates
+    chunk_users = max(1, int(chunk_decisions // max(per_user, 1.0)))
+    starts = list(range(0, spec.n_users, chunk_users))
+    no_defects = {name: 0 for name in _COUNTED_DEFECTS}
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET preserve_insertion_order = false")
+    writers = {
+        (table, writer): canonical_writer(directory / table / f"generator-{writer}.parquet", record_type)
+        for table, record_type in records.RECORD_TYPES.items()
+        for writer in range(spec.writers)
+    }
+    rows = dict.fromkeys(records.RECORD_TYPES, 0)
+    planted: dict[str, tuple] = {}
+    offsets = _Offsets()
+    try:
+        for index, start in enumerate(starts):
+            last = index == len(starts) - 1
+            chunk = replace(spec, n_users=min(chunk_users, spec.n_users - start), **({} if last else no_defects))
+            # One chunk draws exactly what JSON Lines draws; several each draw from their own stream.
+            rng = np.random.default_rng(spec.seed if len(starts) == 1 else [spec.seed, index])
+            frames, chunk_planted = _draw(chunk, rng, offsets)
+            for name, ids in chunk_planted.items():
+                planted[name] = planted.get(name, ()) + ids
+            for table, frame in frames.items():
+                rows[table] += frame.num_rows
+                con.register("drawn", frame)
+                select = ", ".join(
+                    f'{sql} AS "{name}"' for name, sql in _column_sql(table, spec, typed_time=True).items()
+                )
+                for writer in range(spec.writers):
+                    drawn = con.sql(f"SELECT {select} FROM drawn WHERE request % {spec.writers} = {writer}")
+                    part = canonical_batch(drawn.to_arrow_table(), records.RECORD_TYPES[table])
+                    writers[table, writer].write_table(part, row_group_size=1 << 20)
+                con.unregister("drawn")
+            decided = frames[records.DECISIONS.table]["request"].to_numpy()
+            offsets = _Offsets(
+                users=offsets.users + chunk.n_users,
+                requests=int(decided.max()) + 1 if decided.size else offsets.requests,
+                impressions=offsets.impressions + frames[records.IMPRESSIONS.table].num_rows,
+                outcomes=offsets.outcomes + frames[records.OUTCOMES.table].num_rows,
+            )
+    finally:
+        for writer in writers.values():
+            writer.close()
+        con.close()
+    return rows, planted
 
 
 def _plant_malformed(directory: Path, spec: RecordsSpec, table: str, rule: str, index: int) -> MalformedLine:
