@@ -197,7 +197,14 @@ def _count_checked_rows(file: str, fragment: ds.Fragment) -> int:
 def open_pairs(location: str | Path) -> PairsInput:
     """The checked pairs table at ``location`` (see the module docstring for the rules); raises InputError."""
     files, kind = input_files(location)
-    dataset = _dataset(list(files), kind)
+    try:
+        dataset = _dataset(list(files), kind)
+    except pa.ArrowInvalid as error:
+        # pyarrow's message names the file; a CSV's first block is parsed here, with the ids typed.
+        raise InputError(
+            f"input {location}: not readable as {kind} pairs: {error} (rule: a {kind} table whose "
+            f"{list(ID_COLUMNS)} are integer ids)"
+        ) from None
     columns: tuple[str, ...] | None = None
     rows = 0
     for fragment in dataset.get_fragments():

@@ -76,3 +76,14 @@ def score_spark(spark: Any, model_uri: str, pairs: PairsInput, directory: Path) 
     columns = [functions.col(f"{SCORED}.{column}").alias(column) for column in ROUTER_OUTPUT_COLUMNS]
     log.info("scoring %d pairs with spark_udf through %s", pairs.rows, model_uri)
     scored.select(*columns).write.parquet(str(directory))
+    _drop_bookkeeping(directory)
+
+
+def _drop_bookkeeping(directory: Path) -> None:
+    """Remove what Hadoop's local writer leaves beside the parts (``_SUCCESS``, ``.*.crc``): the output is its
+    Parquet files, which every reader finds without them (a folder on a cluster file system is left as it is)."""
+    if not directory.is_dir():
+        return
+    for path in directory.iterdir():
+        if path.is_file() and path.name.startswith(("_", ".")):
+            path.unlink()
