@@ -461,8 +461,10 @@ def _write_parquet(
     from abtest.experiment.ingest.compact import canonical_batch, canonical_writer
 
     per_user = spec.days * spec.active_share * max(spec.requests_per_active_day, 1.0) * spec.candidates
-    chunk_users = max(1, int(chunk_decisions // max(per_user, 1.0)))
-    starts = list(range(0, spec.n_users, chunk_users))
+    # Whole chunks of at least chunk_users users (the remainder spread over them), so the last one, where the
+    # defects go, is never a sliver.
+    n_chunks = max(1, spec.n_users // max(1, int(chunk_decisions // max(per_user, 1.0))))
+    sizes = [int(size) for size in np.diff(np.linspace(0, spec.n_users, n_chunks + 1).round())]
     no_defects = {name: 0 for name in _COUNTED_DEFECTS}
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -476,11 +478,11 @@ def _write_parquet(
     planted: dict[str, tuple] = {}
     offsets = _Offsets()
     try:
-        for index, start in enumerate(starts):
-            last = index == len(starts) - 1
-            chunk = replace(spec, n_users=min(chunk_users, spec.n_users - start), **({} if last else no_defects))
+        for index, size in enumerate(sizes):
+            last = index == len(sizes) - 1
+            chunk = replace(spec, n_users=size, **({} if last else no_defects))
             # One chunk draws exactly what JSON Lines draws; several each draw from their own stream.
-            rng = np.random.default_rng(spec.seed if len(starts) == 1 else [spec.seed, index])
+            rng = np.random.default_rng(spec.seed if len(sizes) == 1 else [spec.seed, index])
             frames, chunk_planted = _draw(chunk, rng, offsets)
             for name, ids in chunk_planted.items():
                 planted[name] = planted.get(name, ()) + ids
