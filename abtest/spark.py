@@ -26,6 +26,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 REMOTE_ENV = "SPARK_REMOTE"
+# A records location naming tables in the session's catalog: tables:<database> -> <database>.abtest_<table>.
+TABLES_PREFIX = "tables:"
 DEFAULT_MASTER = "local[*]"
 # Settings every session gets unless spark_conf says otherwise.
 BASE_CONF: dict[str, str] = {

@@ -8,7 +8,10 @@ the experiment's identity (name, version, ``salt`` unless given), its split and 
 ``abtest.analysis_plan``; absent = ``AnalysisPlan()`` defaults, said in the readout); the window ``start`` /
 ``end`` (UTC ISO 8601, "" = all); ``prepare_run`` ("" = the version's), whose training interactions give CUPED's
 pre-period covariate; ``primary_metric`` ("" = the plan's; another one is refused unless ``override_plan=true``);
-``events`` (outcome names beyond ``click``, comma-separated). No seed: the analysis draws nothing at random.
+``events`` (outcome names beyond ``click``, comma-separated); ``engine`` (``duckdb``: DuckDB over a directory, or
+the database of a SQLAlchemy URL; ``spark``: the same reduction as Spark SQL on a session from ``spark_master`` /
+``SPARK_REMOTE`` and ``spark_conf`` (abtest/spark.py), over a directory's JSON Lines or Parquet, a Parquet URI, or
+``tables:<database>``), the readout identical either way. No seed: the analysis draws nothing at random.
 Outputs (this run): ``readout/readout.html`` (decision, health badges, results table, figures, guardrails, plan,
 per day), ``readout/readout.json``, ``readout/{results,daily,guardrails,health}.csv``; headline metrics
 (``ctr_lift_abs``, ``ctr_prob_b_better``, ``srm_p_value``, ...); per-day metric histories ``daily_<column>`` with
@@ -26,6 +29,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -37,6 +41,7 @@ from abtest.experiment.readout.experiment import effective_plan, readout_of_reco
 from abtest.experiment.readout.page import write_readout
 from abtest.experiment.router_client import RouterHandle, resolve_router
 from abtest.experiment.traffic import pre_period_activity
+from abtest.spark import TABLES_PREFIX, parse_spark_conf
 from abtest.tracking import tags
 from abtest.tracking.lineage import load_prepared, records_failure, resolve_upstream_run, step_run
 from abtest.tracking.params import log_resolved_params
@@ -47,6 +52,7 @@ log = logging.getLogger(__name__)
 READOUT_DIR = "readout"
 RECORDS_ARTIFACTS = "records"  # where simulate logs the records it wrote
 FLAGS = {"true": True, "false": False}
+ENGINES = ("duckdb", "spark")
 
 
 def parse_time(name: str, text: str) -> datetime | None:
@@ -91,10 +97,21 @@ def check_params(params: argparse.Namespace, pipeline: Mapping[str, argparse.Nam
     start, end = parse_time("start", params.start), parse_time("end", params.end)
     if start is not None and end is not None and end <= start:
         raise ValueError(f"parameters start / end: the window must end after it starts, got [{start}, {end})")
-    if params.records and "://" not in params.records and not Path(params.records).is_dir():
+    if params.engine not in ENGINES:
+        raise ValueError(f"parameter engine must be one of {list(ENGINES)}, got {params.engine!r}")
+    parse_spark_conf(params.spark_conf)
+    spark_location = params.records.startswith(TABLES_PREFIX) or (
+        "://" in params.records and not params.records.startswith("file://")
+    )
+    if params.engine == "duckdb" and params.records.startswith(TABLES_PREFIX):
         raise ValueError(
-            f'parameter records must be a records directory, a SQLAlchemy URL or "" (simulate_run\'s '
-            f"records), got {params.records!r}: no such directory"
+            f"parameter records {params.records!r}: tables:<database> names tables in a Spark catalog; "
+            "it needs engine=spark"
+        )
+    if params.records and not spark_location and not Path(params.records.removeprefix("file://")).is_dir():
+        raise ValueError(
+            f"parameter records must be a records directory, a SQLAlchemy URL, tables:<database> or a Parquet "
+            f'URI (engine=spark), or "" (simulate_run\'s records), got {params.records!r}: no such directory'
         )
 
 
@@ -115,6 +132,15 @@ def records_location(params: argparse.Namespace, directory: Path) -> tuple[str, 
         run_id=simulate_run, artifact_path=RECORDS_ARTIFACTS, dst_path=str(directory)
     )
     return local, simulate_run
+
+
+def engine_session(params: argparse.Namespace) -> Any:
+    """engine=spark's session (abtest.spark), else None; pyspark is imported only for that engine."""
+    if params.engine != "spark":
+        return None
+    from abtest.spark import spark_session
+
+    return spark_session(params.spark_master, parse_spark_conf(params.spark_conf), app_name="abtest-analyze")
 
 
 def router_identity(handle: RouterHandle) -> tuple[str, str]:
@@ -169,21 +195,27 @@ def main(argv: Sequence[str] | None = None) -> str:
                 tags.ANALYSIS_PLAN: plan.to_json(),
             }
         )
-        readout = readout_of_records(
-            location,
-            router_name=router_name,
-            router_version=router_version,
-            salt=salt,
-            start=parse_time("start", params.start),
-            end=parse_time("end", params.end),
-            events=extra_events(params),
-            plan=plan,
-            split=handle.split if handle.split is not None else 0.5,
-            pre_period=pre_period(prepare_run),
-            workdir=Path(tmp),
-            plan_note=plan_note,
-            plan_overridden=overridden,
-        )
+        spark = engine_session(params)
+        try:
+            readout = readout_of_records(
+                location,
+                router_name=router_name,
+                router_version=router_version,
+                salt=salt,
+                start=parse_time("start", params.start),
+                end=parse_time("end", params.end),
+                events=extra_events(params),
+                plan=plan,
+                split=handle.split if handle.split is not None else 0.5,
+                pre_period=pre_period(prepare_run),
+                workdir=Path(tmp),
+                plan_note=plan_note,
+                plan_overridden=overridden,
+                spark=spark,
+            )
+        finally:
+            if spark is not None:
+                spark.stop()
         directory = Path(tmp) / READOUT_DIR
         write_readout(readout, directory)
         mlflow.log_artifacts(str(directory), READOUT_DIR)

@@ -163,11 +163,14 @@ def read_experiment(
 
 
 class _Dialect:
-    """The three expressions that differ between DuckDB, PostgreSQL and SQLite."""
+    """What differs between DuckDB, PostgreSQL, SQLite and Spark SQL: time comparison and literals, the day index,
+    the double type, a scaled integer sum and how a staging table is made."""
+
+    NAMES = ("duckdb", "postgresql", "sqlite", "spark")
 
     def __init__(self, name: str, first_date: str) -> None:
-        if name not in ("duckdb", "postgresql", "sqlite"):
-            raise ValueError(f"dialect must be duckdb, postgresql or sqlite, got {name!r}")
+        if name not in self.NAMES:
+            raise ValueError(f"dialect must be one of {list(self.NAMES)}, got {name!r}")
         self.name = name
         self.first_date = first_date
 
@@ -180,6 +183,8 @@ class _Dialect:
         utc = value.astimezone(UTC)
         if self.name == "sqlite":
             return f"julianday('{utc.strftime('%Y-%m-%d %H:%M:%S.%f')}')"
+        if self.name == "spark":  # the session is in UTC (abtest.spark)
+            return f"CAST('{utc.isoformat()}' AS TIMESTAMP)"
         return f"CAST('{utc.isoformat()}' AS TIMESTAMPTZ)"
 
     def day(self, column: str) -> str:
@@ -188,7 +193,35 @@ class _Dialect:
             return f"CAST(julianday(date({column})) - julianday('{self.first_date}') AS INTEGER)"
         if self.name == "postgresql":
             return f"(CAST(({column} AT TIME ZONE 'UTC') AS DATE) - DATE '{self.first_date}')"
+        if self.name == "spark":
+            return f"datediff(CAST({column} AS DATE), DATE '{self.first_date}')"
         return f"date_diff('day', DATE '{self.first_date}', CAST({column} AS DATE))"  # the session is in UTC
+
+    @property
+    def double(self) -> str:
+        """The SQL name of a double."""
+        return "DOUBLE" if self.name == "spark" else "DOUBLE PRECISION"
+
+    def score_sum(self, column: str) -> str:
+        """The sum of a score column as a double, added as integers of 1 / SCORE_SCALE (see SCORE_SCALE).
+
+        Spark divides a BIGINT by a decimal literal in decimal arithmetic rounded to 6 places, so there the sum
+        is made a double first; the other engines already divide in double.
+        """
+        total = f"SUM(CAST(ROUND({column} * {SCORE_SCALE}) AS BIGINT))"
+        if self.name == "spark":
+            total = f"CAST({total} AS DOUBLE)"
+        return f"{total} / {SCORE_SCALE}.0"
+
+    def create_staging(self, name: str, select: str) -> str:
+        """A staging table of the reduction; Spark caches it (built once, read by several statements)."""
+        if self.name == "spark":
+            return f"CACHE TABLE {name} AS {select}"
+        return f"CREATE TEMPORARY TABLE {name} AS {select}"
+
+    def drop_staging(self, name: str) -> str:
+        """Drop a staging table made by :meth:`create_staging` (Spark: its cached view)."""
+        return f"DROP {'VIEW' if self.name == 'spark' else 'TABLE'} IF EXISTS {name}"
 
 
 def reduce_experiment(store: RecordStore, experiment: Experiment) -> ExperimentData:
@@ -201,11 +234,15 @@ def reduce_experiment(store: RecordStore, experiment: Experiment) -> ExperimentD
         column = sql.time(f"{alias}.event_time")
         return f"({column} >= {sql.literal(experiment.start)} AND {column} < {sql.literal(experiment.end)})"
 
+    def stage(name: str, select: str) -> None:
+        run(sql.create_staging(name, select))
+
     for name in _STAGING:
-        run(f"DROP TABLE IF EXISTS {name}")
+        run(sql.drop_staging(name))
     # The experiment's decisions, one per key; copies = how often the key was recorded.
-    run(f"""
-        CREATE TEMPORARY TABLE exp_decisions AS
+    stage(
+        "exp_decisions",
+        f"""
         SELECT d.request_id, d."row", MIN(d.user_id) AS user_id, MIN(d.item_id) AS item_id, MIN(d.arm) AS arm,
                MIN(d.score) AS score, MAX(CASE WHEN d.cold_user OR d.cold_item THEN 1 ELSE 0 END) AS cold,
                MIN(d.latency_ms) AS latency_ms, MIN(d.event_time) AS event_time,
@@ -213,13 +250,16 @@ def reduce_experiment(store: RecordStore, experiment: Experiment) -> ExperimentD
         FROM abtest_decisions d
         WHERE {identity} AND {window("d")} AND NOT d.forced
         GROUP BY d.request_id, d."row"
-    """)
+    """,
+    )
     # One row per (request, user): a request may score several users (a batch), each in the user's own arm.
-    run("""
-        CREATE TEMPORARY TABLE exp_requests AS
+    stage(
+        "exp_requests",
+        """
         SELECT request_id, user_id, arm, MIN(day) AS day, MAX(latency_ms) AS latency_ms
         FROM exp_decisions GROUP BY request_id, user_id, arm
-    """)
+    """,
+    )
     for table, columns in (
         ("impressions", "MIN(e.request_id) AS request_id, MIN(e.user_id) AS user_id, MIN(e.item_id) AS item_id"),
         (
@@ -228,21 +268,26 @@ def reduce_experiment(store: RecordStore, experiment: Experiment) -> ExperimentD
             "MIN(e.event) AS event, MIN(COALESCE(e.value, 1.0)) AS value",
         ),
     ):
-        run(f"""
-            CREATE TEMPORARY TABLE exp_{table}_events AS
+        stage(
+            f"exp_{table}_events",
+            f"""
             SELECT e.event_id, {columns}, COUNT(*) AS copies
             FROM abtest_{table} e WHERE {window("e")} GROUP BY e.event_id
-        """)
+        """,
+        )
     # An impression or outcome belongs to the decision that scored the same item for the same user in its request.
-    run("""
-        CREATE TEMPORARY TABLE exp_impressions AS
+    stage(
+        "exp_impressions",
+        """
         SELECT i.event_id, d.user_id, d.arm, d.day, d.score, d.cold
         FROM exp_impressions_events i
         JOIN exp_decisions d ON d.request_id = i.request_id AND d.user_id = i.user_id AND d.item_id = i.item_id
-    """)
+    """,
+    )
     events = ", ".join(sql_literal(name) for name in dict.fromkeys((CLICK, experiment.primary_event)))
-    run(f"""
-        CREATE TEMPORARY TABLE exp_outcomes AS
+    stage(
+        "exp_outcomes",
+        f"""
         SELECT o.event_id, o.event, o.value, d.user_id, d.day
         FROM exp_outcomes_events o
         JOIN exp_decisions d ON d.request_id = o.request_id AND d.user_id = o.user_id AND d.item_id = o.item_id
@@ -250,15 +295,19 @@ def reduce_experiment(store: RecordStore, experiment: Experiment) -> ExperimentD
             SELECT 1 FROM exp_impressions_events i
             WHERE i.request_id = o.request_id AND i.user_id = o.user_id AND i.item_id = o.item_id
         )
-    """)
+    """,
+    )
     # The user's arms and when each was first seen (small: at most two rows per user), then the first arm.
-    run("""
-        CREATE TEMPORARY TABLE exp_user_arms AS
+    stage(
+        "exp_user_arms",
+        """
         SELECT user_id, arm, MIN(event_time) AS first_time, MIN(day) AS first_day
         FROM exp_decisions GROUP BY user_id, arm
-    """)
-    run("""
-        CREATE TEMPORARY TABLE exp_users AS
+    """,
+    )
+    stage(
+        "exp_users",
+        """
         SELECT a.user_id, f.arms, f.first_day, MIN(a.arm) AS policy
         FROM exp_user_arms a
         JOIN (
@@ -266,7 +315,8 @@ def reduce_experiment(store: RecordStore, experiment: Experiment) -> ExperimentD
             FROM exp_user_arms GROUP BY user_id
         ) f ON f.user_id = a.user_id AND f.first_time = a.first_time
         GROUP BY a.user_id, f.arms, f.first_day
-    """)
+    """,
+    )
     primary = sql_literal(experiment.primary_event)
     user_days = run(f"""
         SELECT r.day, r.user_id, u.policy, r.requests,
@@ -277,7 +327,7 @@ def reduce_experiment(store: RecordStore, experiment: Experiment) -> ExperimentD
         JOIN exp_users u ON u.user_id = r.user_id
         LEFT JOIN (
             SELECT day, user_id, COUNT(*) AS impressions,
-                   SUM(CAST(ROUND(score * {SCORE_SCALE}) AS BIGINT)) / {SCORE_SCALE}.0 AS score_sum,
+                   {sql.score_sum("score")} AS score_sum,
                    SUM(cold) AS cold_impressions
             FROM exp_impressions GROUP BY day, user_id
         ) i ON i.day = r.day AND i.user_id = r.user_id
@@ -288,7 +338,7 @@ def reduce_experiment(store: RecordStore, experiment: Experiment) -> ExperimentD
         ) c ON c.day = r.day AND c.user_id = r.user_id
         ORDER BY r.day, r.user_id
     """)
-    arms = _arms(run)
+    arms = _arms(run, sql)
     new_users = run("""
         SELECT first_day AS day, policy AS arm, COUNT(*) AS users FROM exp_users
         GROUP BY first_day, policy ORDER BY first_day, policy
@@ -301,7 +351,7 @@ def reduce_experiment(store: RecordStore, experiment: Experiment) -> ExperimentD
         ORDER BY d.router_name, d.router_version, d.salt, d.split
     """)
     for name in _STAGING:
-        run(f"DROP TABLE IF EXISTS {name}")
+        run(sql.drop_staging(name))
     data = ExperimentData(
         experiment=experiment,
         user_days=_typed(user_days, _USER_DAY_TYPES),
@@ -407,10 +457,10 @@ def _typed(frame: pd.DataFrame, types: Mapping[str, str]) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _arms(run: Any) -> pd.DataFrame:
+def _arms(run: Any, sql: _Dialect) -> pd.DataFrame:
     decisions = run(f"""
-        SELECT arm, COUNT(*) AS decisions, AVG(CAST(cold AS DOUBLE PRECISION)) AS cold_share,
-               SUM(CAST(ROUND(score * {SCORE_SCALE}) AS BIGINT)) / {SCORE_SCALE}.0 / COUNT(*) AS mean_score
+        SELECT arm, COUNT(*) AS decisions, AVG(CAST(cold AS {sql.double})) AS cold_share,
+               {sql.score_sum("score")} / COUNT(*) AS mean_score
         FROM exp_decisions GROUP BY arm
     """)
     requests = run("""

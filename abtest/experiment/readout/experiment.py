@@ -448,16 +448,28 @@ def read_records(
     end: datetime | None,
     events: tuple[str, ...],
     workdir: Path,
+    spark: Any = None,
 ) -> ExperimentData:
-    """The experiment's records at ``location`` (a directory or SQLAlchemy URL) reduced by
-    :mod:`abtest.experiment.ingest`; an open window bound (None) becomes the UTC midnight before the router
-    version's first decision / after its last, so day 0 is its first day."""
+    """The experiment's records at ``location`` reduced by :mod:`abtest.experiment.ingest`; an open window bound
+    (None) becomes the UTC midnight before the router version's first decision / after its last, so day 0 is its
+    first day.
+
+    ``spark`` None: DuckDB over a directory, or the database of a SQLAlchemy URL; a SparkSession: the records are
+    opened on Spark (:mod:`abtest.experiment.ingest.spark`) and the same reduction runs as Spark SQL.
+    """
     # Imported here: the ingest package pulls in DuckDB and SQLAlchemy, which check_params (run by main for
     # every step) does not need.
     from abtest.experiment.ingest.read import open_records
     from abtest.experiment.ingest.reduce import Experiment, decision_span, reduce_experiment
 
-    with open_records(location, events=(*events, CLICK), workdir=workdir) as store:
+    declared = (*events, CLICK)
+    if spark is None:
+        store = open_records(location, events=declared, workdir=workdir)
+    else:
+        from abtest.experiment.ingest.spark import open_spark_records
+
+        store = open_spark_records(location, spark=spark, events=declared, workdir=workdir)
+    with store:
         if start is None or end is None:
             span = decision_span(store, router_name=router_name, router_version=router_version, salt=salt or None)
             if span is None:
@@ -504,9 +516,10 @@ def readout_of_records(
     workdir: Path,
     plan_note: str = "",
     plan_overridden: bool = False,
+    spark: Any = None,
 ) -> RecordsReadout:
     """The records at ``location`` read, reduced and analysed: the one readout path of `analyze` and `simulate`,
-    so a simulated experiment and a real one are read out by the same code."""
+    so a simulated experiment and a real one are read out by the same code (``spark``: :func:`read_records`)."""
     data = read_records(
         location,
         router_name=router_name,
@@ -516,6 +529,7 @@ def readout_of_records(
         end=end,
         events=events,
         workdir=workdir,
+        spark=spark,
     )
     inputs = inputs_from_data(data)
     days_observed = int(inputs.user_days["day"].nunique()) if not inputs.user_days.empty else 0
