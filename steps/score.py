@@ -18,11 +18,12 @@ from __future__ import annotations
 import argparse
 import logging
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import mlflow
-from mlflow.data.filesystem_dataset_source import FileSystemDatasetSource
+from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.types import ColSpec, DataType, Schema
 
@@ -77,11 +78,15 @@ def default_input(handle: RouterHandle, directory: Path) -> tuple[Path, str]:
 
 
 def input_dataset(pairs: PairsInput, *, source_uri: str) -> MetaDataset:
-    """The input as an MLflow dataset: where it is, a digest of its files and its columns (no data is read)."""
+    """The input as an MLflow dataset: where it is (a file or artifact URI), a digest of its files and its columns
+    (no data is read)."""
     types = {REQUEST_ID: DataType.string}
     schema = Schema([ColSpec(types.get(name, DataType.long), name) for name in pairs.columns])
-    name = Path(pairs.location).name or pairs.location
-    return MetaDataset(FileSystemDatasetSource(source_uri), name=name, digest=pairs.digest(), schema=schema)
+    with warnings.catch_warnings():
+        # MLflow registers its local artifact source twice and says so on every resolution of a file URI.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple")
+        source = resolve_dataset_source(source_uri)
+    return MetaDataset(source, name=Path(pairs.location).name, digest=pairs.digest(), schema=schema)
 
 
 @records_failure
@@ -98,9 +103,9 @@ def main(argv: Sequence[str] | None = None) -> str:
             source_uri = location.absolute().as_uri()
         else:
             location, prepare_run = default_input(handle, Path(tmp) / "input")
-            source_uri = f"runs:/{prepare_run}/{TEST_PAIRS}"
+            source_uri = f"{mlflow.get_run(prepare_run).info.artifact_uri}/{TEST_PAIRS}"
         pairs = open_pairs(location)
-        log_resolved_params({**vars(params), "input": params.input or source_uri})
+        log_resolved_params({**vars(params), "input": params.input or f"runs:/{prepare_run}/{TEST_PAIRS}"})
         mlflow.set_tags(
             {tags.ROUTER_URI: handle.model_uri, tags.ROUTER_VERSION: version, tags.PREPARE_RUN: prepare_run}
         )
