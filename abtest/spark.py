@@ -96,6 +96,7 @@ def spark_session(
             settings.setdefault("spark.driver.memory", LOCAL_DRIVER_MEMORY)
     for key, value in settings.items():
         builder = builder.config(key, value)
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # py4j logs every gateway call at INFO
     session = builder.getOrCreate()
     if not remote:
         session.sparkContext.setLogLevel("ERROR")

@@ -131,3 +131,65 @@ def test_unhealthy_records_say_do_not_trust(tmp_path, fresh_tracking):
     assert run.data.tags[tags.DECISION].startswith("Do not trust this result")
     plan = json.loads(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/readout/readout.json"))["plan_note"]
     assert "records no analysis plan: the defaults of AnalysisPlan() are used" in plan
+
+
+def test_check_params_refuses_a_bad_engine_setting_naming_it(tmp_path):
+    with pytest.raises(ValueError, match=r"parameter engine must be one of \['duckdb', 'spark'\], got 'pandas'"):
+        analyze.check_params(_params(tmp_path, "--engine", "pandas"))
+    with pytest.raises(
+        ValueError, match="tables:<database> names tables in a Spark catalog; it needs engine=spark"
+    ):
+        analyze.check_params(_params(Path("tables:main.abtest")))
+    with pytest.raises(ValueError, match=r"spark_conf must be key=value pairs.*got entry 'spark\.driver"):
+        analyze.check_params(_params(tmp_path, "--engine", "spark", "--spark_conf", "spark.driver.memory"))
+    analyze.check_params(_params(Path("tables:main.abtest"), "--engine", "spark"))  # checked when it runs
+    analyze.check_params(_params("s3a://bucket/records", "--engine", "spark"))
+
+
+def _readout_json(run_id: str, tmp_path: Path) -> dict:
+    local = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path="readout/readout.json", dst_path=tmp_path
+    )
+    return json.loads(Path(local).read_text())
+
+
+@pytest.mark.e2e
+@pytest.mark.spark
+def test_mlflow_run_analyze_on_spark_gives_the_duckdb_readout_exactly(experiment, spark, tmp_path):
+    # spark (the fixture) is not used by the run, which starts its own session: requesting it makes a machine
+    # without Java skip (or, in CI, fail) here with the reason rather than in the subprocess.
+    _, written = experiment
+    duckdb_run = MlflowClient().get_run(analyze.main(_params_argv(written.directory)))
+    command = [sys.executable, "-m", "mlflow", "run", str(PROJECT_DIR), "-e", "analyze", "--env-manager", "local"]
+    command += ["-P", f"records={written.directory}", "-P", f"router_uri=models:/{ROUTER_NAME}@analyzed"]
+    command += [
+        "-P",
+        "engine=spark",
+        "-P",
+        "spark_master=local[2]",
+        "-P",
+        "spark_conf=spark.sql.shuffle.partitions=4",
+    ]
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=os.getcwd())
+    assert result.returncode == 0, result.stderr[-3000:]
+    [spark_run] = [
+        run
+        for run in mlflow.search_runs(output_format="list", filter_string=f"tags.{tags.STEP} = 'analyze'")
+        if run.data.params.get("engine") == "spark"
+    ]
+    assert spark_run.info.status == "FINISHED"
+    assert spark_run.data.metrics == duckdb_run.data.metrics  # every headline metric, exactly
+    assert spark_run.data.metrics["healthy"] == 1.0 and spark_run.data.tags[tags.WINNER] == "B"
+    readout_tags = [tags.DECISION, tags.WINNER, tags.HEALTHY, tags.HEALTH_FAILURES, tags.GUARDRAILS_HELD]
+    assert {t: spark_run.data.tags[t] for t in readout_tags} == {t: duckdb_run.data.tags[t] for t in readout_tags}
+    client = MlflowClient()
+    for name in ("daily_ctr_lift_abs", "daily_sequential_p_value"):
+        histories = [
+            [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, name)]
+            for run in (spark_run, duckdb_run)
+        ]
+        assert histories[0] == histories[1] and len(histories[0]) == 7
+    assert _readout_json(spark_run.info.run_id, tmp_path / "s") == _readout_json(
+        duckdb_run.info.run_id, tmp_path / "d"
+    )
