@@ -4,12 +4,12 @@
 :mod:`ab_router.records` are named ``abtest_<table>`` (the SQL sink's names), validated, so the reduction
 (:mod:`.reduce`) runs one query text on every backend.
 
-A directory (``<dir>/<table>/<writer>.jsonl``) is loaded file by file into a DuckDB database in a temporary
-directory (on disk, compressed, memory-capped: ten million rows do not have to fit in memory). DuckDB's own typed
-JSON reader casts silently (``"12"`` → 12, ``1.5`` → 2 in a long column, ``5`` → ``'5'`` in a string one), so
-every field is read as raw JSON and converted only when its JSON type is the field's kind; anything else makes the
-file's load fail (DuckDB's ``error()``; a file's rows are loaded in one statement, all or none). Only then is the
-file read line by line in Python (:func:`first_bad_line`), to name the line number and the rule.
+A directory's JSON Lines (``<dir>/<table>/<writer>.jsonl``) are loaded file by file into a DuckDB database in a
+temporary directory (on disk, compressed, memory-capped: ten million rows do not have to fit in memory). DuckDB's
+own typed JSON reader casts silently (``"12"`` → 12, ``1.5`` → 2 in a long column, ``5`` → ``'5'`` in a string
+one), so every field is read as raw JSON and converted only when its JSON type is the field's kind; anything else
+makes the file's load fail (DuckDB's ``error()``; a file's rows are loaded in one statement, all or none). Only
+then is the file read line by line in Python (:func:`first_bad_line`), to name the line number and the rule.
 
 The rules: a line is one JSON object; every required field is present and not null (a ``double`` may be null: the
 sinks write NaN as null, and DuckDB cannot tell a null from an absent key without parsing twice); a ``long`` is a
@@ -189,7 +189,9 @@ def _open_directory(
     directory: Path, events: tuple[str, ...], workdir: Path | None, cache_dir: Path | None
 ) -> RecordStore:
     if not directory.is_dir():
-        raise FileNotFoundError(f"records directory {directory} does not exist (expected <dir>/<table>/*.jsonl)")
+        raise FileNotFoundError(
+            f"records directory {directory} does not exist (expected <dir>/<table>/*.jsonl or *.parquet)"
+        )
     scratch = Path(tempfile.mkdtemp(prefix="abtest-ingest-", dir=workdir))
     con = duckdb.connect(str(scratch / "records.duckdb"))
     store = RecordStore(str(directory), "duckdb", con, _cleanup=lambda: shutil.rmtree(scratch, ignore_errors=True))
