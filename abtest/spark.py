@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -97,6 +98,9 @@ def spark_session(
     for key, value in settings.items():
         builder = builder.config(key, value)
     logging.getLogger("py4j").setLevel(logging.WARNING)  # py4j logs every gateway call at INFO
+    # pyspark warns on every toPandas that pandas 3 is not "fully" supported; the conversions this project uses
+    # are checked value for value against the DuckDB engine (tests/abtest/experiment/ingest/test_spark.py).
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
     session = builder.getOrCreate()
     if not remote:
         session.sparkContext.setLogLevel("ERROR")
