@@ -19,6 +19,9 @@ experiment's decision log.
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from abtest.scoring.inputs import PairsInput
 
 log = logging.getLogger(__name__)
 
+MIN_SPLIT_BYTES = 1 << 20  # smaller splits cost more in scheduling than they gain
 SCORED = "scored"  # the struct column the UDF returns, before it is flattened into the output's columns
 
 
@@ -75,8 +79,43 @@ def score_spark(spark: Any, model_uri: str, pairs: PairsInput, directory: Path) 
     scored = frame.select(router(functions.struct(*pairs.columns)).alias(SCORED))
     columns = [functions.col(f"{SCORED}.{column}").alias(column) for column in ROUTER_OUTPUT_COLUMNS]
     log.info("scoring %d pairs with spark_udf through %s", pairs.rows, model_uri)
-    scored.select(*columns).write.parquet(str(directory))
+    with _split_for_every_core(spark, pairs):
+        scored.select(*columns).write.parquet(str(directory))
     _drop_bookkeeping(directory)
+
+
+@contextmanager
+def _split_for_every_core(spark: Any, pairs: PairsInput) -> Iterator[None]:
+    """``spark.sql.files.maxPartitionBytes`` lowered meanwhile so the input is read as at least one split per core.
+
+    Spark splits files at 128 MB: 10 million pairs in one Parquet file are one or two tasks, and scoring (the
+    router's work, in the Python workers) would run on one core. Smaller splits (whole row groups, in file order)
+    keep the rows' order and use every core; the session's own setting is restored after.
+    """
+    try:
+        cores = int(spark.sparkContext.defaultParallelism)
+    except Exception:  # Spark Connect has no SparkContext: the server's settings decide
+        yield
+        return
+    key = "spark.sql.files.maxPartitionBytes"
+    before = spark.conf.get(key)
+    total = sum(Path(name).stat().st_size for name in pairs.files)
+    wanted = max(MIN_SPLIT_BYTES, math.ceil(total / max(cores, 1)))
+    if wanted >= _bytes(before):
+        yield
+        return
+    spark.conf.set(key, str(wanted))
+    try:
+        yield
+    finally:
+        spark.conf.set(key, before)
+
+
+def _bytes(setting: str) -> int:
+    """A Spark size setting (``134217728b``, ``128m``, ``134217728``) in bytes."""
+    text = setting.strip().lower().removesuffix("b")
+    units = {"k": 2**10, "m": 2**20, "g": 2**30}
+    return int(float(text[:-1]) * units[text[-1]]) if text[-1:] in units else int(text)
 
 
 def _drop_bookkeeping(directory: Path) -> None:
