@@ -17,11 +17,12 @@ Parquet file (row groups of 1M rows) with a ``request_id`` per row, as an offlin
   rows / the requests' time, and with the server's start-up (to the first ``/ping``) for the end-to-end figure.
 
 Peak memory is the sum of VmRSS over the measured process tree (the step and its JVM and Python workers; the
-server and its worker), sampled every 0.2 s. CPU is user + system seconds of the tree (the step's: what
-``wait4`` reports for it and the children it waited for; served: the server's processes, read from /proc before
-they stop, plus this process's client time). Medians over repeats; the load average is printed before and after
-(2 shared cores: compare ratios within one run). Without ``--tracking-uri`` the router is built first in a
-temporary store by the real steps (``benchmarks.serving.build_models``: synthetic ML-100K-sized data).
+server and its worker), sampled every 0.2 s. CPU is user + system seconds of the tree: the step's own from
+``wait4``, every other process's (Spark's JVM and workers; the server's) as last sampled from /proc; served adds
+this process's client time (JSON encoding and decoding). Medians over repeats; the load average is printed
+before and after (2 shared cores: compare ratios within one run). Without ``--tracking-uri`` the router is
+built first in a temporary store by the real steps (``benchmarks.serving.build_models``: synthetic
+ML-100K-sized data).
 """
 
 from __future__ import annotations
@@ -106,19 +107,30 @@ def write_pairs(path: Path, n_pairs: int, *, users: np.ndarray, items: np.ndarra
 
 
 class TreeSampler:
-    """The peak of the summed VmRSS of a process tree, sampled on a thread until stopped."""
+    """The peak of the summed VmRSS of a process tree, and its CPU seconds, sampled on a thread until stopped.
+
+    CPU is each process's own user + system time as last seen (a process that exits between two samples loses
+    at most one interval), so processes nobody waits for (Spark's JVM and Python workers) are counted too.
+    """
 
     def __init__(self, root_pid: int, *, exclude: int | None = None) -> None:
         self.root_pid, self.exclude, self.peak_mb = root_pid, exclude, 0.0
+        self.cpu_by_pid: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _pids(self) -> list[int]:
-        return [pid for pid in process_tree(self.root_pid) if pid != self.exclude]
+    def sample(self) -> None:
+        """One look at the tree now (the thread calls it every SAMPLE_EVERY_S; call it before the tree exits)."""
+        pids = [pid for pid in process_tree(self.root_pid) if pid != self.exclude]
+        self.peak_mb = max(self.peak_mb, rss_mb(pids))
+        for pid in pids:
+            seconds = own_cpu_s(pid)
+            if seconds is not None:
+                self.cpu_by_pid[pid] = seconds
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, rss_mb(self._pids()))
+            self.sample()
             self._stop.wait(SAMPLE_EVERY_S)
 
     def __enter__(self) -> TreeSampler:
@@ -130,17 +142,13 @@ class TreeSampler:
         self._thread.join()
 
 
-def tree_cpu_s(pids: Sequence[int]) -> float:
-    """User + system CPU seconds of ``pids`` (and the children each waited for), from /proc/<pid>/stat."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
-    return total / ticks
+def own_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` itself (/proc/<pid>/stat), None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def run_step(
@@ -159,6 +167,7 @@ def run_step(
     )
     with TreeSampler(process.pid) as sampler:
         stderr = process.stderr.read() if process.stderr else b""
+        sampler.sample()  # the last look before the step is reaped
         _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
@@ -166,7 +175,9 @@ def run_step(
     (run,) = mlflow.search_runs([experiment_id], max_results=1, order_by=["start_time DESC"], output_format="list")
     rows, rows_per_s = int(run.data.metrics["rows"]), run.data.metrics["rows_per_s"]
     shutil.rmtree(output)
-    return Measured(rows, rows / rows_per_s, wall, usage.ru_utime + usage.ru_stime, sampler.peak_mb)
+    # The step's own CPU from wait4 (exact); its JVM and Python workers as sampled.
+    others = sum(seconds for pid, seconds in sampler.cpu_by_pid.items() if pid != process.pid)
+    return Measured(rows, rows / rows_per_s, wall, usage.ru_utime + usage.ru_stime + others, sampler.peak_mb)
 
 
 def run_served(model_uri: str, pairs: Path, *, batch_rows: int, max_rows: int | None = None) -> Measured:
@@ -185,9 +196,11 @@ def run_served(model_uri: str, pairs: Path, *, batch_rows: int, max_rows: int | 
                 break
             rows += len(scorer(batch.to_pandas(), None))
         scoring = time.perf_counter() - requests_started
-        server_cpu = tree_cpu_s([pid for pid in process_tree(os.getpid()) if pid != os.getpid()])
+        sampler.sample()  # the last look before the server stops
     client_cpu = time.process_time() - cpu_before
-    return Measured(rows, scoring, startup + scoring, server_cpu + client_cpu, sampler.peak_mb)
+    return Measured(
+        rows, scoring, startup + scoring, sum(sampler.cpu_by_pid.values()) + client_cpu, sampler.peak_mb
+    )
 
 
 def table_rows(measured: Mapping[str, Sequence[Measured]]) -> list[list[object]]:
