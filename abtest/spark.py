@@ -41,6 +41,9 @@ BASE_CONF: dict[str, str] = {
 }
 # A local session's driver is its only executor: more than Spark's 1g default, so 10^8 rows do not thrash.
 LOCAL_DRIVER_MEMORY = "4g"
+# Shuffle partitions of a local session: a few per core instead of Spark's 200 (sized for a cluster), which on a
+# 2-core machine means thousands of tiny tasks per analysis; adaptive execution still coalesces what is small.
+LOCAL_SHUFFLE_PARTITIONS_PER_CORE = 4
 INSTALL_HINT = "pip install -r requirements-dev.txt (pyspark is pinned in requirements-test.txt)"
 
 
@@ -95,6 +98,8 @@ def spark_session(
         builder = SparkSession.builder.master(master).appName(app_name)
         if master.startswith("local"):
             settings.setdefault("spark.driver.memory", LOCAL_DRIVER_MEMORY)
+            partitions = LOCAL_SHUFFLE_PARTITIONS_PER_CORE * (os.cpu_count() or 1)
+            settings.setdefault("spark.sql.shuffle.partitions", str(partitions))
     for key, value in settings.items():
         builder = builder.config(key, value)
     logging.getLogger("py4j").setLevel(logging.WARNING)  # py4j logs every gateway call at INFO
