@@ -36,6 +36,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -55,6 +57,9 @@ log = logging.getLogger(__name__)
 JSONL_SUFFIX = layout.JSONL_SUFFIX
 # DuckDB's memory cap while loading and reducing; the rest spills to its temporary directory.
 DUCKDB_MEMORY_LIMIT = "1GB"
+# Overrides DUCKDB_MEMORY_LIMIT (e.g. "6GB"): 10^8 decision rows need about 3 GB for the first GROUP BY.
+MEMORY_LIMIT_ENV = "ABTEST_DUCKDB_MEMORY_LIMIT"
+_MEMORY_SIZE = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 _CACHE_FORMAT = 1  # bump when the validation or the stored columns change: old cache entries are then ignored
 
 RULE_JSON = "not a JSON object"
@@ -119,7 +124,14 @@ class RecordStore:
         if self.runner is not None:
             return self.runner(sql)
         if self.dialect == "duckdb":
-            result = self.connection.execute(sql)
+            try:
+                result = self.connection.execute(sql)
+            except duckdb.OutOfMemoryException as error:
+                raise MemoryError(
+                    f"DuckDB ran out of its {duckdb_memory_limit()} memory limit reducing {self.location}: set "
+                    f"{MEMORY_LIMIT_ENV} higher (e.g. 4GB; about 3GB per 10^8 decision rows) or use engine=spark "
+                    f"({error})"
+                ) from error
             if result.description is None:
                 return pd.DataFrame()
             return result.fetch_df()
@@ -145,6 +157,16 @@ class RecordStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def duckdb_memory_limit() -> str:
+    """DuckDB's memory cap: ``$ABTEST_DUCKDB_MEMORY_LIMIT`` if set (checked), else :data:`DUCKDB_MEMORY_LIMIT`."""
+    value = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+    if not value:
+        return DUCKDB_MEMORY_LIMIT
+    if not _MEMORY_SIZE.match(value):
+        raise ValueError(f"{MEMORY_LIMIT_ENV} must be a size such as 4GB or 512MB, got {value!r}")
+    return value
 
 
 def allowed_events(declared: Iterable[str] = ()) -> tuple[str, ...]:
@@ -198,7 +220,7 @@ def _open_directory(
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET enable_progress_bar = false")
-        con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+        con.execute(f"SET memory_limit = '{duckdb_memory_limit()}'")
         con.execute(f"SET temp_directory = '{scratch / 'spill'}'")
         con.execute("SET preserve_insertion_order = false")
         files, torn, counts = {}, [], []
@@ -342,10 +364,9 @@ def _check_parquet_file(
 ) -> set[str]:
     """The record columns ``path`` holds, once its schema and values keep :mod:`.layout`'s rules (else raised)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     try:
-        schema = pq.read_schema(path)
+        schema = layout.parquet_schema(path)
     except (OSError, pa.ArrowException) as error:
         raise RecordError(str(path), "unreadable", f"not a Parquet file: {error}") from error
     problem = layout.schema_problem(schema, record_type)

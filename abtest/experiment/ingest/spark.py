@@ -37,10 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from ab_router.records import OUTCOMES, RECORD_TYPES, RecordType
-from abtest.experiment.ingest.layout import schema_problem, table_files
+from abtest.experiment.ingest.layout import parquet_schema, schema_problem, table_files
 from abtest.experiment.ingest.read import (
     RULE_EVENT,
     RULE_JSON,
@@ -174,7 +173,7 @@ def _local_table(
     parts, torn = [], []
     if found.parquet:
         for path in found.parquet:
-            problem = schema_problem(pq.read_schema(path), record_type)
+            problem = schema_problem(parquet_schema(path), record_type)
             if problem is not None:
                 raise RecordError(str(path), *problem)
         parts.append(_parquet_frame(spark, [str(p) for p in found.parquet], record_type))

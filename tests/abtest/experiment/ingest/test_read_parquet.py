@@ -270,3 +270,29 @@ def test_a_file_that_is_not_parquet_is_named(parquet_records: ExperimentRecords)
     with pytest.raises(RecordError) as raised:
         open_records(parquet_records.directory)
     assert (raised.value.where, raised.value.rule) == (str(path), "unreadable")
+
+
+def test_duckdb_memory_limit_comes_from_the_environment_and_is_checked(monkeypatch) -> None:
+    from abtest.experiment.ingest.read import DUCKDB_MEMORY_LIMIT, MEMORY_LIMIT_ENV, duckdb_memory_limit
+
+    monkeypatch.delenv(MEMORY_LIMIT_ENV, raising=False)
+    assert duckdb_memory_limit() == DUCKDB_MEMORY_LIMIT == "1GB"
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, "6GB")
+    assert duckdb_memory_limit() == "6GB"
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, "lots")
+    with pytest.raises(
+        ValueError, match=r"ABTEST_DUCKDB_MEMORY_LIMIT must be a size such as 4GB or 512MB, got 'lots'"
+    ):
+        duckdb_memory_limit()
+
+
+def test_a_dictionary_of_strings_is_a_string_column() -> None:
+    schema = layout.arrow_schema(records.DECISIONS)
+    index = schema.get_field_index("arm")
+    categorical = schema.set(index, pa.field("arm", pa.dictionary(pa.int8(), pa.string())))
+    assert layout.schema_problem(categorical, records.DECISIONS) is None
+    numbers = schema.set(index, pa.field("arm", pa.dictionary(pa.int8(), pa.int64())))
+    assert layout.schema_problem(numbers, records.DECISIONS) == (
+        "wrong type",
+        "decisions column 'arm' must hold a string, its type is dictionary<values=int64, indices=int8, ordered=0>",
+    )

@@ -165,3 +165,26 @@ def test_duckdb_parquet_writer_round_trip_is_canonical(defect_records: Experimen
         assert pq.read_schema(target / record_type.table / "part-0.parquet").equals(arrow_schema(record_type))
     rows = duckdb.sql(f"SELECT COUNT(*) FROM '{target / 'decisions' / 'part-0.parquet'}'").fetchall()
     assert rows[0][0] == defect_records.rows["decisions"]
+
+
+def test_spark_written_parquet_with_its_default_int96_times_is_read(
+    spark, defect_records: ExperimentRecords, tmp_path: Path
+) -> None:
+    # Spark's default Parquet timestamp encoding is INT96, an instant that pyarrow reads as naive: both readers
+    # must take it as UTC (layout.parquet_schema), and Spark's own write leaves _SUCCESS / _temporary aside.
+    spec = defect_records.spec
+    canonical = as_parquet(defect_records, tmp_path / "canonical")
+    written = tmp_path / "spark-written"
+    spark.conf.set("spark.sql.parquet.outputTimestampType", "INT96")
+    try:
+        for record_type in records.RECORD_TYPES.values():
+            spark.read.parquet(str(canonical / record_type.table)).write.parquet(str(written / record_type.table))
+    finally:
+        spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+    (written / "decisions" / "_temporary" / "0").mkdir(parents=True)
+    (written / "decisions" / "_temporary" / "0" / "part-9.parquet").write_bytes(b"half a file")
+    first = next((written / "decisions").glob("part-*.parquet"))
+    assert pq.ParquetFile(first).schema.column(0).physical_type == "INT96"
+    expected = on_duckdb(defect_records.directory, spec)
+    assert_same_data(on_duckdb(written, spec), expected)
+    assert_same_data(on_spark(spark, written, spec, tmp_path), expected)
