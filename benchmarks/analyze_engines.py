@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -122,10 +123,23 @@ def run_child(engine: str, directory: Path, spec_json: str, workdir: Path, maste
 
 
 # ------------------------------------------------------------------------------------------------- parent
-def measure(command: Sequence[str], result_file: Path) -> tuple[float, float, float, float, dict]:
+class ChildTimeoutError(RuntimeError):
+    """The child ran past ``--child-timeout`` and was stopped: the table says so instead of a time."""
+
+
+def measure(
+    command: Sequence[str], result_file: Path, *, timeout_s: float | None = None
+) -> tuple[float, float, float, float, dict]:
     """Run the child; wall, CPU, largest process's peak RSS, sampled tree peak (MB) and what it wrote."""
     started = time.perf_counter()
-    proc = subprocess.Popen(list(command), cwd=PROJECT_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        list(command), cwd=PROJECT_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    timer = None
+    if timeout_s is not None:
+        # The whole process group (the child, its JVM, Spark's Python workers) goes when time is up.
+        timer = threading.Timer(timeout_s, lambda: os.killpg(proc.pid, signal.SIGKILL))
+        timer.start()
     tree_peak = [0.0]
     cpu_by_pid: dict[int, float] = {}  # the last CPU seconds seen of each process of the tree
     done = threading.Event()
@@ -146,6 +160,10 @@ def measure(command: Sequence[str], result_file: Path) -> tuple[float, float, fl
     done.set()
     sampler.join()
     wall = time.perf_counter() - started
+    if timer is not None:
+        timer.cancel()
+        if timeout_s is not None and wall >= timeout_s:
+            raise ChildTimeoutError(f"stopped after {timeout_s:.0f} s")
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"child failed: {' '.join(command)}\n{stderr.decode(errors='replace')[-3000:]}")
     written = json.loads(result_file.read_text())
@@ -212,6 +230,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--spark-conf", default="")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the written records")
+    parser.add_argument("--child-timeout", type=float, default=None, help="stop a measurement after this many s")
+    parser.add_argument(
+        "--duckdb-memory",
+        default="",
+        help="DuckDB's memory cap for the children (ABTEST_DUCKDB_MEMORY_LIMIT; default: the reader's 1GB)",
+    )
     parser.add_argument(
         "--child", nargs=4, metavar=("ENGINE", "DIR", "SPEC_JSON", "RESULT"), help=argparse.SUPPRESS
     )
@@ -223,6 +247,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         Path(result).write_text(json.dumps(out))
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.duckdb_memory:
+        os.environ["ABTEST_DUCKDB_MEMORY_LIMIT"] = args.duckdb_memory  # inherited by every child
+    from abtest.experiment.ingest.read import duckdb_memory_limit
+
     sizes = [int(s) for s in args.decisions.split(",") if s.strip()]
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     unknown = sorted(set(engines) - set(ENGINES))
@@ -232,7 +260,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     runs: list[EngineRun] = []
     written_rows: list[list[object]] = []
     print(f"# analyze on DuckDB and Spark\n\n{machine_line()}; code {git_head()}; records as {args.file_format}")
-    print(f"Spark master {args.spark_master}, extra conf {args.spark_conf or '(none)'}\n")
+    print(
+        f"Spark master {args.spark_master}, extra conf {args.spark_conf or '(none)'}; DuckDB memory cap", end=" "
+    )
+    print(f"{duckdb_memory_limit()}\n")
+    stopped: list[list[object]] = []
     try:
         for size in sizes:
             directory = root / f"records-{size}"
@@ -252,7 +284,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                     command += ["--spark-conf", args.spark_conf, "--workdir", str(root)]
                     command += ["--child", engine, str(directory), json.dumps(spec_json), str(result)]
                     print(f"{load_line()} - {engine} on {size:,} (repeat {repeat + 1})", flush=True)
-                    wall, cpu, peak, tree, out = measure(command, result)
+                    try:
+                        wall, cpu, peak, tree, out = measure(command, result, timeout_s=args.child_timeout)
+                    except ChildTimeoutError as timeout:
+                        print(f"  {timeout}", flush=True)
+                        stopped.append([f"{rows['decisions']:,}", engine, str(timeout)])
+                        continue
                     runs.append(
                         EngineRun(engine, rows["decisions"], wall, cpu, peak, tree, out["phases"], out["sha256"])
                     )
@@ -269,6 +306,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(markdown_table(["size", "decisions", "impressions", "outcomes", "write s"], written_rows))
     print("\n## Analysis (median of repeats)\n")
     print(markdown_table(RESULT_HEADER, result_rows(runs)))
+    if stopped:
+        print("\n## Stopped (past --child-timeout)\n")
+        print(markdown_table(["decisions", "engine", "what happened"], stopped))
     print(f"\n{crossover(runs)}")
     print(f"\n{load_line()}")
 
