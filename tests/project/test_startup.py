@@ -18,7 +18,7 @@ import pytest
 
 from abtest.config import PROJECT_DIR
 
-# pyspark is not here: where it is installed, `import mlflow` loads it (mlflow.types.schema), so no step can avoid it.
+# pyspark is not here: where it is installed, `import mlflow` loads it (mlflow.types.schema); no step can avoid it.
 HEAVY: tuple[str, ...] = ("lightgbm", "sklearn", "matplotlib", "seaborn", "statsmodels")
 # step module -> the heavy libraries its import may load (everything else in HEAVY must stay unloaded)
 ALLOWED_AT_IMPORT: dict[str, frozenset[str]] = {
