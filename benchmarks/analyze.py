@@ -118,15 +118,7 @@ def run_stage(stage: str, directory: Path, spec_json: str, workdir: Path) -> dic
         router_name=spec["router_name"],
     )
     if stage == "analyze":
-        import pandas as pd
-
-        from abtest.experiment.plan import AnalysisPlan
-        from abtest.experiment.readout.experiment import (
-            analyse_records,
-            inputs_from_data,
-            read_records,
-            records_config,
-        )
+        from abtest.experiment.readout.experiment import read_records
 
         data = timed(
             "read_and_reduce",
@@ -141,19 +133,7 @@ def run_stage(stage: str, directory: Path, spec_json: str, workdir: Path) -> dic
                 workdir=workdir,
             ),
         )
-        plan = AnalysisPlan()
-
-        def statistics():
-            inputs = inputs_from_data(data)
-            config = records_config(
-                plan,
-                split=0.5,
-                users=int(inputs.user_days["user_id"].nunique()),
-                days_observed=int(inputs.user_days["day"].nunique()),
-            )
-            return analyse_records(inputs, plan, config, pd.Series(dtype=float))
-
-        timed("statistics", statistics)
+        timed("statistics", lambda: readout_statistics(data))
         phases["user_days"] = len(data.user_days)
         return phases
     if stage == "cached":
@@ -169,6 +149,24 @@ def run_stage(stage: str, directory: Path, spec_json: str, workdir: Path) -> dic
         phases["user_days"] = len(data.user_days)
     store.close()
     return phases
+
+
+def readout_statistics(data):
+    """What ``analyze`` computes from a reduction (default plan, split 0.5, no CUPED covariate): the readout."""
+    import pandas as pd
+
+    from abtest.experiment.plan import AnalysisPlan
+    from abtest.experiment.readout.experiment import analyse_records, inputs_from_data, records_config
+
+    plan = AnalysisPlan()
+    inputs = inputs_from_data(data)
+    config = records_config(
+        plan,
+        split=0.5,
+        users=int(inputs.user_days["user_id"].nunique()),
+        days_observed=int(inputs.user_days["day"].nunique()),
+    )
+    return analyse_records(inputs, plan, config, pd.Series(dtype=float))
 
 
 def own_peak_rss_mb() -> float:

@@ -66,14 +66,9 @@ def run_child(engine: str, directory: Path, spec_json: str, workdir: Path, maste
     """In this process: the analysis of the records at ``directory`` on ``engine``; phases and a digest."""
     import pandas as pd
 
-    from abtest.experiment.plan import AnalysisPlan
-    from abtest.experiment.readout.experiment import (
-        analyse_records,
-        inputs_from_data,
-        read_records,
-        records_config,
-    )
+    from abtest.experiment.readout.experiment import read_records
     from abtest.spark import parse_spark_conf, spark_session
+    from benchmarks.analyze import readout_statistics
 
     spec = json.loads(spec_json)
     start = datetime.fromisoformat(spec["start"])
@@ -103,19 +98,7 @@ def run_child(engine: str, directory: Path, spec_json: str, workdir: Path, maste
             spark=spark,
         ),
     )
-    plan = AnalysisPlan()
-
-    def statistics():
-        inputs = inputs_from_data(data)
-        config = records_config(
-            plan,
-            split=0.5,
-            users=int(inputs.user_days["user_id"].nunique()),
-            days_observed=int(inputs.user_days["day"].nunique()),
-        )
-        return analyse_records(inputs, plan, config, pd.Series(dtype=float))
-
-    timed("statistics", statistics)
+    timed("statistics", lambda: readout_statistics(data))
     if spark is not None:
         spark.stop()
     digest = hashlib.sha256(pd.util.hash_pandas_object(data.user_days, index=False).to_numpy().tobytes())
