@@ -110,9 +110,11 @@ def open_spark_records(
         for record_type in RECORD_TYPES.values():
             if text.startswith(TABLES_PREFIX):
                 frame = _catalog_table(spark, text.removeprefix(TABLES_PREFIX), record_type)
+                _check_values(frame, record_type, names, where=text)
                 files[record_type.table] = ()
             elif scheme and scheme != "file":
                 frame = _remote_parquet(spark, text.rstrip("/") + "/" + record_type.table, record_type)
+                _check_values(frame, record_type, names, where=text)
                 files[record_type.table] = ()
             else:
                 directory = Path(text.removeprefix("file://"))
@@ -124,7 +126,6 @@ def open_spark_records(
                 frame, table_torn, paths = _local_table(spark, directory, record_type, names, scratch)
                 files[record_type.table] = paths
                 torn += table_torn
-            _check_values(spark, frame, record_type, names, where=text)
             frame.createOrReplaceTempView(record_type.sql_table)
             views.append(record_type.sql_table)
         store.files, store.torn_tails = files, tuple(torn)
@@ -155,13 +156,9 @@ def _typed_select(record_type: RecordType, present: Sequence[str]) -> list[str]:
 
 def _empty(spark: Any, record_type: RecordType) -> Any:
     schema = ", ".join(f"`{f.name}` {_SPARK_TYPES[f.kind]}" for f in record_type.fields)
-    return spark.createDataFrame([], schema).withColumn(_FILE, _literal_column(""))
-
-
-def _literal_column(value: str) -> Any:
     from pyspark.sql import functions as sf
 
-    return sf.lit(value)
+    return spark.createDataFrame([], schema).withColumn(_FILE, sf.lit(""))
 
 
 # ------------------------------------------------------------------------------------- local directory
@@ -176,7 +173,9 @@ def _local_table(
             problem = schema_problem(parquet_schema(path), record_type)
             if problem is not None:
                 raise RecordError(str(path), *problem)
-        parts.append(_parquet_frame(spark, [str(p) for p in found.parquet], record_type))
+        parquet = _parquet_frame(spark, [str(p) for p in found.parquet], record_type)
+        _check_values(parquet, record_type, events, where=str(directory))
+        parts.append(parquet)
     if found.jsonl:
         frame, torn = _jsonl_frame(spark, found.jsonl, record_type, events, scratch)
         if frame is not None:
@@ -331,7 +330,7 @@ def _check_spark_schema(frame: Any, record_type: RecordType, *, where: str) -> N
             )
 
 
-def _check_values(spark: Any, frame: Any, record_type: RecordType, events: tuple[str, ...], *, where: str) -> None:
+def _check_values(frame: Any, record_type: RecordType, events: tuple[str, ...], *, where: str) -> None:
     """Required values not null (doubles may be) and events declared: the first offender by file and key."""
     checks = [
         (f"`{f.name}` IS NULL", RULE_MISSING, f"{record_type.table} field {f.name!r} ({f.kind}) is null")
@@ -341,14 +340,13 @@ def _check_values(spark: Any, frame: Any, record_type: RecordType, events: tuple
     if record_type.table == OUTCOMES.table:
         listed = ", ".join(sql_literal(name) for name in events)
         checks.append((f"event NOT IN ({listed})", RULE_EVENT, f"event is not one of {list(events)}"))
-    condition = " OR ".join(f"({c})" for c, _, _ in checks)
-    rows = frame.filter(condition).limit(1).collect()
+    flags = [f"COALESCE({condition}, false) AS `_check_{i}`" for i, (condition, _, _) in enumerate(checks)]
+    any_flag = " OR ".join(f"`_check_{i}`" for i in range(len(checks)))
+    rows = frame.selectExpr("*", *flags).filter(any_flag).limit(1).collect()
     if not rows:
         return
     row = rows[0].asDict()
-    for check, rule, detail in checks:
-        if frame.sparkSession.createDataFrame([row], frame.schema).filter(check).count():
-            key = ", ".join(f"{name}={row[name]!r}" for name in record_type.key)
-            shown = {k: v for k, v in row.items() if k in record_type.columns}
-            raise RecordError(f"{_local_path(row[_FILE]) or where}, row with {key}", rule, f"{detail}: {shown}")
-    raise RecordError(where, "unreadable", f"a row breaks a rule: {row}")
+    _, rule, detail = next(check for i, check in enumerate(checks) if row[f"_check_{i}"])
+    key = ", ".join(f"{name}={row[name]!r}" for name in record_type.key)
+    shown = {k: v for k, v in row.items() if k in record_type.columns}
+    raise RecordError(f"{_local_path(row[_FILE]) or where}, row with {key}", rule, f"{detail}: {shown}")
