@@ -22,12 +22,12 @@ so the table also splits the ``analyze`` stage into load, reduction and statisti
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -42,6 +42,7 @@ from benchmarks.harness import (
     markdown_table,
     median,
     run_measured,
+    timed_phase,
 )
 
 log = logging.getLogger(__name__)
@@ -80,12 +81,7 @@ def run_stage(stage: str, directory: Path, spec_json: str, workdir: Path) -> dic
     spec = json.loads(spec_json)
     phases: dict[str, float] = {}
 
-    def timed(name: str, action):
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = action()
-        phases[f"{name}_wall_s"] = time.perf_counter() - wall
-        phases[f"{name}_cpu_s"] = time.process_time() - cpu
-        return result
+    timed = functools.partial(timed_phase, phases)
 
     if stage == "scan":
         import duckdb

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -38,7 +39,16 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from benchmarks.harness import git_head, load_line, machine_line, markdown_table, median, process_tree, rss_mb
+from benchmarks.harness import (
+    git_head,
+    load_line,
+    machine_line,
+    markdown_table,
+    median,
+    process_tree,
+    rss_mb,
+    timed_phase,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +84,7 @@ def run_child(engine: str, directory: Path, spec_json: str, workdir: Path, maste
     start = datetime.fromisoformat(spec["start"])
     phases: dict[str, float] = {}
 
-    def timed(name: str, action):
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = action()
-        phases[f"{name}_wall_s"] = time.perf_counter() - wall
-        phases[f"{name}_cpu_s"] = time.process_time() - cpu
-        return result
+    timed = functools.partial(timed_phase, phases)
 
     spark = None
     if engine == "spark":

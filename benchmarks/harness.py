@@ -16,9 +16,10 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,6 +68,15 @@ def run_measured(
         returncode=proc.returncode,
         cpu_s=usage.ru_utime + usage.ru_stime,
     )
+
+
+def timed_phase(phases: dict[str, float], name: str, action: Callable[[], Any]) -> Any:
+    """Run ``action`` and record its wall and CPU seconds in ``phases`` as ``<name>_wall_s`` / ``<name>_cpu_s``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = action()
+    phases[f"{name}_wall_s"] = time.perf_counter() - wall
+    phases[f"{name}_cpu_s"] = time.process_time() - cpu
+    return result
 
 
 def median(values: Sequence[float]) -> float:

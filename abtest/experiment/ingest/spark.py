@@ -51,6 +51,7 @@ from abtest.experiment.ingest.read import (
     _complete_lines,
     _last_line_size,
     _line_count,
+    _truncate_last_line,
     allowed_events,
     first_bad_line,
     sql_literal,
@@ -224,8 +225,7 @@ def _jsonl_frame(
             torn.append(TornTail(original, bad[0], _last_line_size(original)))
             prefix = scratch / f"prefix-{original.parent.name}-{original.name}"
             shutil.copyfile(original, prefix)
-            with prefix.open("r+b") as handle:
-                handle.truncate(prefix.stat().st_size - _last_line_size(prefix))
+            _truncate_last_line(prefix)
             readable[original] = prefix
             continue
         if bad is None:
